@@ -1,0 +1,213 @@
+"""Consistency losses: the l2 particle loss (Eq. 5, 39, 40), its continuous-time
+limit (Eq. 6) and the time-aware MMD (appendix F, Eq. 44-46).
+
+Both losses are `keras.losses.Loss` subclasses. `ConsistencyModel` builds the
+student points `y_pred`, the stop-gradient teacher points `y_true["target"]`
+and a per-sample weight (the loss weight divided by `t - r`, or by `t - s` for
+Eq. 5) with `ConsistencyLoss.terms`, then calls the loss with that weight as
+`sample_weight`; the `"sum_over_batch_size"` reduction gives the batch mean
+(and the right scaling under `tf.distribute`).
+"""
+
+import keras
+from keras import ops
+
+FORMS = ("eq40", "eq39", "eq5")
+
+
+def safe_norm(x, axis):
+    """Euclidean norm over `axis` whose gradient at 0 is 0 instead of NaN.
+
+    NaN inputs still give NaN (so a diverging run is not hidden).
+    """
+    sq = ops.sum(ops.square(x), axis=axis)
+    zero = sq == 0.0
+    safe = ops.where(zero, ops.ones_like(sq), sq)
+    return ops.where(zero, ops.zeros_like(sq), ops.sqrt(safe))
+
+
+def _expand(t, x):
+    return ops.reshape(t, (-1,) + (1,) * (len(x.shape) - 1))
+
+
+def _safe_reciprocal(gap):
+    """1 / gap where gap > 0, 0 where gap <= 0 (a zero-length step carries no
+    weight); NaN stays NaN."""
+    empty = gap <= 0.0
+    return ops.where(empty, ops.zeros_like(gap),
+                     1.0 / ops.where(empty, ops.ones_like(gap), gap))
+
+
+def _flatten(x):
+    return ops.reshape(x, (ops.shape(x)[0], -1))
+
+
+@keras.saving.register_keras_serializable(package="keras_gcm")
+class ConsistencyLoss(keras.losses.Loss):
+    """The l2-norm consistency loss, in one of its equal-gradient forms.
+
+    With student `f_t = f(x_t, t, s)`, teacher `f_r = sg(f(x_r, r, s))`
+    (`r = max(t - h(t), s)`, `x_r = x_t + (r - t) u_t`), per sample:
+
+    * `"eq40"` (default, Eq. 40):
+      `||x_t + (r-t) f_t + (s-r) sg(f_t) - (x_r + (s-r) f_r)|| / (t - r)`;
+    * `"eq39"` (Eq. 39):
+      `||u_t - f_t + (s-r) (sg(f_t) - f_r) / (t - r)||`;
+    * `"eq5"` (Eq. 5): `||x_t + (s-t) f_t - (x_r + (s-r) f_r)|| / (t - s)`.
+
+    All three have the same gradient with respect to the network (appendix
+    D.1); Eq. 40 and Eq. 39 also have the same value. The continuous-time loss
+    of Eq. 6, `||f_t - sg(u_t + (s - t) df/dt)||`, uses `continuous_terms`.
+    The norm is over all non-batch axes; the reduction is the batch mean of
+    the per-sample norm times `sample_weight`.
+
+    Args:
+        form: one of "eq40", "eq39", "eq5".
+        name: loss name.
+        reduction: Keras reduction (default "sum_over_batch_size").
+        dtype: computation dtype (float32 by default, also under mixed
+            precision: the finite difference divides by h ~ 1e-4).
+
+    Example:
+
+    >>> loss = keras_gcm.losses.ConsistencyLoss(form="eq40")
+    >>> y_pred, target, scale = loss.terms(x_t, x_r, u_t, f_t, f_r, t, r, s)
+    >>> value = loss({"target": target, "t": t, "s": s}, y_pred,
+    ...              sample_weight=weight * scale)
+    """
+
+    def __init__(self, form="eq40", name="consistency_loss",
+                 reduction="sum_over_batch_size", dtype="float32"):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if form not in FORMS:
+            raise ValueError(f"`form` must be one of {FORMS}. Received: {form!r}")
+        self.form = form
+
+    #: Number of consecutive samples that form one loss group (1: particle loss).
+    group_size = 1
+    #: Whether samples of a group must share (t, s).
+    shared_time = False
+
+    def terms(self, x_t, x_r, u_t, f_t, f_r, t, r, s):
+        """Student points, stop-gradient teacher points and per-sample scale.
+
+        Args:
+            x_t, x_r, u_t: tensors of the data shape (batch first).
+            f_t: student network output at (x_t, t, s) (with gradient).
+            f_r: teacher output at (x_r, r, s) (stop-gradient applied here).
+            t, r, s: per-sample times, shape (B,).
+
+        Returns:
+            `(y_pred, y_true, scale)`: the loss is
+            `mean(scale * weight * ||y_pred - y_true||)`.
+        """
+        f_r = ops.stop_gradient(f_r)
+        te, re, se = _expand(t, x_t), _expand(r, x_t), _expand(s, x_t)
+        teacher = x_r + (se - re) * f_r
+        if self.form == "eq40":
+            y_pred = x_t + (re - te) * f_t + (se - re) * ops.stop_gradient(f_t)
+            return y_pred, teacher, _safe_reciprocal(t - r)
+        if self.form == "eq5":
+            y_pred = x_t + (se - te) * f_t
+            return y_pred, teacher, _safe_reciprocal(t - s)
+        # eq39
+        inv_gap = _expand(_safe_reciprocal(t - r), x_t)
+        target = u_t + (se - re) * (ops.stop_gradient(f_t) - f_r) * inv_gap
+        positive = ops.cast(t - r > 0.0, "float32")
+        return f_t, target, positive
+
+    def continuous_terms(self, u_t, f_t, dfdt, t, s):
+        """Terms of the continuous-time loss, Eq. 6: `||f_t - sg(u_t + (s-t) df/dt)||`."""
+        target = ops.stop_gradient(u_t + (_expand(s, u_t) - _expand(t, u_t)) * dfdt)
+        return f_t, target, ops.ones_like(t)
+
+    def call(self, y_true, y_pred):
+        target = y_true["target"] if isinstance(y_true, dict) else y_true
+        return safe_norm(_flatten(y_pred - target), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"form": self.form})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gcm")
+class TimeAwareMMD(ConsistencyLoss):
+    """Time-aware MMD with the energy kernel (appendix F, Eq. 44-46).
+
+    The batch is split into groups of `group_size` (M) consecutive samples,
+    each with its own (t, s). With student points `a_j` (the Eq. 40
+    expression, value `g(x_t, t, s)`) and teacher points `b_k = sg(g(x_r, r, s))`,
+    the kernel weight `kappa_jk = exp(-(|t_j - t_k| + |s_j - s_k|) / sigma)`
+    (Eq. 44) and `c_j = w_j / (t_j - r_j)`, one group contributes
+
+        1/(2 M^2) sum_j c_j sum_k kappa_jk (2||a_j - b_k|| - ||a_j - a_k|| - ||b_j - b_k||)
+
+    and the loss is the mean over groups. Per sample this is
+    `c_j * (1/(2M)) sum_k kappa_jk (...)` averaged over the batch, so with
+    M = 1 it is exactly the Eq. 40 loss; with `sigma=None` (infinite) and
+    shared times it is IMM's MMD with the energy kernel (Eq. 43), halved.
+
+    Args:
+        group_size: int M (4 for CU, 2 for VU in the paper).
+        sigma: float kernel width in time, or None for infinity (0.05 CU,
+            0.1 VU).
+        shared_time: bool; if True the model samples one (t, s) per group
+            (IMM's MMD, Table 7i) instead of one per sample.
+        form: "eq40" (default, appendix G.1) or "eq5" for the particle points.
+
+    Example:
+
+    >>> mmd = keras_gcm.losses.TimeAwareMMD(group_size=4, sigma=0.05)
+    >>> y_pred, target, scale = mmd.terms(x_t, x_r, u_t, f_t, f_r, t, r, s)
+    >>> value = mmd({"target": target, "t": t, "s": s}, y_pred,
+    ...             sample_weight=weight * scale)
+    """
+
+    def __init__(self, group_size=4, sigma=0.05, shared_time=False, form="eq40",
+                 name="time_aware_mmd", reduction="sum_over_batch_size",
+                 dtype="float32"):
+        if form not in ("eq40", "eq5"):
+            raise ValueError(
+                "TimeAwareMMD compares points g(x, t, s): `form` must be 'eq40' "
+                f"or 'eq5'. Received: {form!r}"
+            )
+        super().__init__(form=form, name=name, reduction=reduction, dtype=dtype)
+        group_size = int(group_size)
+        if group_size < 1:
+            raise ValueError(f"`group_size` must be >= 1. Received: {group_size}")
+        if sigma is not None and not (sigma > 0):
+            raise ValueError(f"`sigma` must be positive or None. Received: {sigma}")
+        self.group_size = group_size
+        self.sigma = None if sigma is None or sigma == float("inf") else float(sigma)
+        self.shared_time = bool(shared_time)
+
+    def call(self, y_true, y_pred):
+        m = self.group_size
+        a = _flatten(y_pred)
+        b = _flatten(y_true["target"])
+        dim = a.shape[-1]
+        a = ops.reshape(a, (-1, m, dim))
+        b = ops.reshape(b, (-1, m, dim))
+
+        def pairwise(p, q):  # (G, M, M): ||p_j - q_k||
+            return safe_norm(ops.expand_dims(p, 2) - ops.expand_dims(q, 1), axis=-1)
+
+        disc = 2.0 * pairwise(a, b) - pairwise(a, a) - pairwise(b, b)
+        if self.sigma is not None:
+            t = ops.reshape(y_true["t"], (-1, m))
+            s = ops.reshape(y_true["s"], (-1, m))
+            gap = ops.abs(ops.expand_dims(t, 2) - ops.expand_dims(t, 1)) + ops.abs(
+                ops.expand_dims(s, 2) - ops.expand_dims(s, 1)
+            )
+            disc = disc * ops.exp(-gap / self.sigma)
+        per_sample = ops.sum(disc, axis=-1) / (2.0 * m)
+        return ops.reshape(per_sample, (-1,))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"group_size": self.group_size, "sigma": self.sigma,
+             "shared_time": self.shared_time}
+        )
+        return config

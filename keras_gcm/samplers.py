@@ -1,0 +1,214 @@
+"""Few-step samplers for a trained `ConsistencyModel` (appendix G.1).
+
+* `one_step`: `x = g(sigma(tT) z, tT, t0)`.
+* `restart` (CU models, multi-step): `x0 = g(sigma(tT) z, tT, t0)`, then for
+  each intermediate `t_i`: `x0 = g(alpha(t_i) x0 + sigma(t_i) z_i, t_i, t0)`.
+* `pushforward` (VU models): `x = g(x, t_i, t_{i+1})` along a decreasing grid
+  ending at t0.
+
+Samples are generated in batches with a compiled function (jit / tf.function /
+no-grad torch) using the EMA weights by default. Noise is drawn with numpy from
+`seed` in fixed chunks of samples, so the same weights give the same samples on
+every backend and for every `batch_size`.
+"""
+
+import numpy as np
+import keras
+
+from keras_gcm.trainers import compile_inference
+
+# Samples per independently seeded noise chunk (the noise of sample i depends
+# only on the seed and i, not on the batch size).
+_NOISE_CHUNK = 256
+
+
+def _check_times(model, times, kind):
+    times = tuple(float(t) for t in times)
+    if not times:
+        raise ValueError("`times` must hold at least one time.")
+    for t in times:
+        if not model.t0 - 1e-9 <= t <= model.tT + 1e-9:
+            raise ValueError(
+                f"Sampling times must lie in [t0, tT] = [{model.t0}, {model.tT}]; "
+                f"got {times}."
+            )
+    if any(b >= a for a, b in zip(times[:-1], times[1:])):
+        raise ValueError(f"Sampling times must be strictly decreasing; got {times}.")
+    if kind == "pushforward" and len(times) < 2:
+        raise ValueError("A pushforward grid needs at least two times (start, end).")
+    return times
+
+
+def _generate(model, values, noises, times, kind, class_labels):
+    """The sampler's mathematics in keras.ops (compiled per backend)."""
+    from keras import ops
+
+    interp = model.interpolant
+    noises = [ops.convert_to_tensor(z, "float32") for z in noises]
+    if class_labels is not None:
+        class_labels = ops.convert_to_tensor(class_labels)
+    x = interp.sigma(times[0]) * noises[0]
+    batch = ops.zeros_like(x[(slice(None),) + (0,) * (len(x.shape) - 1)])
+
+    def g(x_t, t, s):
+        return model.g(x_t, batch + t, batch + s, class_labels, False, values)
+
+    if kind == "restart":
+        x0 = g(x, times[0], model.t0)
+        for t_i, z_i in zip(times[1:], noises[1:]):
+            x0 = g(interp.alpha(t_i) * x0 + interp.sigma(t_i) * z_i, t_i, model.t0)
+        return x0
+    for t_cur, t_next in zip(times[:-1], times[1:]):
+        x = g(x, t_cur, t_next)
+    return x
+
+
+def _sampler_function(model, times, kind, labelled):
+    key = (kind, times, labelled)
+    fn = model._inference_functions.get(key)
+    if fn is None:
+        def run(values, noises, class_labels):
+            return _generate(model, values, noises, times, kind, class_labels)
+
+        fn = compile_inference(run)
+        model._inference_functions[key] = fn
+    return fn
+
+
+def _noise(seed, start, n, shape, num_noises):
+    """Standard normal noise of samples [start, start + n), shape (num_noises, n, *shape)."""
+    first, last = start // _NOISE_CHUNK, (start + n - 1) // _NOISE_CHUNK
+    chunks = [
+        np.random.default_rng([seed, k]).standard_normal(
+            (num_noises, _NOISE_CHUNK) + shape, dtype=np.float32
+        )
+        for k in range(first, last + 1)
+    ]
+    offset = start - first * _NOISE_CHUNK
+    return np.concatenate(chunks, axis=1)[:, offset:offset + n]
+
+
+def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
+            class_labels, verbose):
+    if not model.built:
+        raise ValueError(
+            "The model is not built: train it (fit) or call model.build(shape) first."
+        )
+    num_samples = int(num_samples)
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be >= 1. Received: {num_samples}")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    if class_labels is not None:
+        class_labels = np.asarray(class_labels)
+        if class_labels.shape[0] != num_samples:
+            raise ValueError(
+                f"`class_labels` must hold one label per sample ({num_samples}); "
+                f"got {class_labels.shape[0]}."
+            )
+    num_noises = len(times) if kind == "restart" else 1
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
+    fn = _sampler_function(model, times, kind, class_labels is not None)
+    values = model.network_values(use_ema=use_ema)
+    out = []
+    progbar = keras.utils.Progbar(num_samples, unit_name="sample") if verbose else None
+    for start in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - start)
+        noises = list(_noise(seed, start, n, tuple(model.data_shape), num_noises))
+        labels = None if class_labels is None else class_labels[start:start + n]
+        result = fn(values, noises, labels)
+        out.append(np.asarray(keras.ops.convert_to_numpy(result)))
+        if progbar is not None:
+            progbar.add(n)
+    return np.concatenate(out, axis=0)
+
+
+def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
+             class_labels=None, verbose=0):
+    """One-step samples `g(sigma(tT) z, tT, t0)`.
+
+    Args:
+        model: a built `ConsistencyModel`.
+        num_samples: int.
+        seed: int or None, numpy seed of the noise.
+        batch_size: int, samples per compiled call (bounds memory).
+        use_ema: bool, sample with the EMA weights (default True; the raw
+            weights if the EMA has not been updated yet).
+        class_labels: optional (num_samples,) labels for class-conditional
+            networks.
+        verbose: 0 or 1 (a progress bar).
+
+    Returns:
+        A numpy array of shape (num_samples, ...data dims).
+
+    Example:
+
+    >>> x = keras_gcm.samplers.one_step(model, 10_000, seed=0)
+    """
+    return _sample(model, num_samples, (model.tT,), "restart", seed, batch_size,
+                   use_ema, class_labels, verbose)
+
+
+def restart(model, num_samples, times=(0.994, 0.6), seed=None, batch_size=1024,
+            use_ema=True, class_labels=None, verbose=0):
+    """Multi-step restart sampling for CU models (fresh noise at each time).
+
+    Args:
+        model: a built `ConsistencyModel`.
+        num_samples: int.
+        times: decreasing times; the first is the start (tT), the rest are
+            the restart times (`(0.994, 0.6)`: the paper's 2-step sampler).
+        seed, batch_size, use_ema, class_labels, verbose: as in `one_step`.
+
+    Returns:
+        A numpy array of shape (num_samples, ...data dims).
+
+    Example:
+
+    >>> x = keras_gcm.samplers.restart(model, 10_000, times=(0.994, 0.6), seed=0)
+    """
+    times = _check_times(model, times, "restart")
+    return _sample(model, num_samples, times, "restart", seed, batch_size, use_ema,
+                   class_labels, verbose)
+
+
+def pushforward(model, num_samples, times=(0.994, 0.6, 0.006), seed=None,
+                batch_size=1024, use_ema=True, class_labels=None, verbose=0):
+    """Deterministic pushforward sampling for VU models: `x = g(x, t_i, t_{i+1})`.
+
+    Args:
+        model: a built VU `ConsistencyModel` (two-time-input network).
+        num_samples: int.
+        times: decreasing grid from tT to t0 (`(0.994, 0.6, 0.006)`: 2 steps).
+        seed, batch_size, use_ema, class_labels, verbose: as in `one_step`.
+
+    Returns:
+        A numpy array of shape (num_samples, ...data dims).
+
+    Example:
+
+    >>> x = keras_gcm.samplers.pushforward(vu_model, 10_000, seed=0)
+    """
+    if not model.variable_upper_limit:
+        raise ValueError(
+            "Pushforward sampling jumps between arbitrary times g(x, t_i, t_i+1) "
+            "and needs a VU model (a network with two time inputs); this model's "
+            "network takes one. Use `restart` for CU models."
+        )
+    times = _check_times(model, times, "pushforward")
+    return _sample(model, num_samples, times, "pushforward", seed, batch_size,
+                   use_ema, class_labels, verbose)
+
+
+def two_step(model, num_samples, seed=None, **kwargs):
+    """The paper's 2-step sampler: restart (CU) or pushforward (VU) via t1 = 0.6.
+
+    Example:
+
+    >>> x = keras_gcm.samplers.two_step(model, 10_000, seed=0)
+    """
+    if model.variable_upper_limit:
+        return pushforward(model, num_samples, (model.tT, 0.6, model.t0), seed, **kwargs)
+    return restart(model, num_samples, (model.tT, 0.6), seed, **kwargs)

@@ -1,0 +1,37 @@
+"""Per-backend training steps.
+
+Each backend module provides the same four things and nothing else:
+
+* `ConsistencyTrainer`: a mixin whose `train_step` takes the gradient of
+  `ConsistencyModel.compute_consistency_loss`, applies the optimizer and
+  updates the EMA weights inside the compiled step;
+* `compile_inference(fn)`: compiles a pure inference function (used by the
+  samplers);
+* `jvp(fn, primals, tangents)`: forward-mode derivative for the analytic
+  (continuous-time) loss;
+* `global_rng_state()` / `set_global_rng_state(state)`: the backend's global
+  random state that layers without an explicit seed draw from (only the torch
+  backend has one: unseeded dropout uses torch's global generator), so that
+  the teacher pass can replay the student's dropout mask.
+
+All the mathematics lives in `keras_gcm.consistency_model`, in `keras.ops`.
+"""
+
+import keras
+
+_BACKEND = keras.backend.backend()
+
+if _BACKEND == "jax":
+    from keras_gcm.trainers.jax import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
+    from keras_gcm.trainers.jax import global_rng_state, set_global_rng_state  # noqa: F401
+elif _BACKEND == "tensorflow":
+    from keras_gcm.trainers.tensorflow import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
+    from keras_gcm.trainers.tensorflow import global_rng_state, set_global_rng_state  # noqa: F401
+elif _BACKEND == "torch":
+    from keras_gcm.trainers.torch import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
+    from keras_gcm.trainers.torch import global_rng_state, set_global_rng_state  # noqa: F401
+else:
+    raise ImportError(
+        f"keras_gcm supports the jax, tensorflow and torch backends. "
+        f"KERAS_BACKEND is {_BACKEND!r}."
+    )

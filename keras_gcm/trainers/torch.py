@@ -1,0 +1,63 @@
+"""PyTorch train step: autograd backward, eager (or torch.compile via Keras)."""
+
+import keras
+import torch
+
+
+def global_rng_state():
+    """Torch's global generator state: keras' unseeded dropout draws from it."""
+    state = [torch.get_rng_state()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state.append(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_global_rng_state(state):
+    torch.set_rng_state(state[0])
+    if len(state) > 1:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def jvp(fn, primals, tangents):
+    """Forward-mode `(fn(*primals), J tangents)` with dual tensors.
+
+    `torch.func.jvp` (behind `keras.ops.jvp`) forbids the in-place update of
+    the dropout seed state inside the transformed function; forward-mode AD
+    with `torch.autograd.forward_ad` allows it. Run without building an
+    autograd graph: the tangent is a stop-gradient target.
+    """
+    import torch.autograd.forward_ad as fwad
+
+    with torch.no_grad(), fwad.dual_level():
+        duals = [fwad.make_dual(p, t) for p, t in zip(primals, tangents)]
+        primal, tangent = fwad.unpack_dual(fn(*duals))
+        if tangent is None:
+            tangent = torch.zeros_like(primal)
+        return primal.detach(), tangent.detach()
+
+
+def compile_inference(fn):
+    """Runs `fn(values, *inputs)` without building an autograd graph."""
+
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+
+    return run
+
+
+class ConsistencyTrainer:
+    """Torch `train_step`: gradient of the consistency loss, optimizer, EMA."""
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.zero_grad()
+        loss, aux = self.compute_consistency_loss(x, training=True, class_labels=y)
+        scaled = self.optimizer.scale_loss(loss)
+        scaled.backward()
+        weights = self.trainable_variables
+        grads = [v.value.grad for v in weights]
+        with torch.no_grad():
+            self.optimizer.apply(grads, weights)
+            self._ema_update()
+        return self._update_trackers(loss.detach(), {k: v.detach() for k, v in aux.items()})
