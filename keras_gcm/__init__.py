@@ -10,6 +10,7 @@ from keras_gcm import weighting
 from keras_gcm import optimizers
 from keras_gcm import networks
 from keras_gcm import data
+from keras_gcm import distribute
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
@@ -21,6 +22,7 @@ __all__ = [
     "ConsistencyModel",
     "callbacks",
     "data",
+    "distribute",
     "interpolants",
     "losses",
     "metrics",

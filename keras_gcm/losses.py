@@ -19,6 +19,18 @@ def safe_norm(x, axis):
     """Euclidean norm over `axis` whose gradient at 0 is 0 instead of NaN.
 
     NaN inputs still give NaN (so a diverging run is not hidden).
+
+    Args:
+        x: a tensor.
+        axis: int or tuple of ints, the axes to reduce.
+
+    Returns:
+        The norm `sqrt(sum(x^2, axis))`.
+
+    Example:
+
+    >>> x = keras.ops.convert_to_tensor([[3.0, 4.0], [0.0, 0.0]])
+    >>> keras_gcm.losses.safe_norm(x, axis=-1)  # [5.0, 0.0], gradient 0 at 0
     """
     sq = ops.sum(ops.square(x), axis=axis)
     zero = sq == 0.0
@@ -39,7 +51,11 @@ def _safe_reciprocal(gap):
 
 
 def _flatten(x):
-    return ops.reshape(x, (ops.shape(x)[0], -1))
+    """(B, ...) -> (B, D) with D static, also when B is unknown while tracing."""
+    dim = 1
+    for size in x.shape[1:]:
+        dim *= int(size)
+    return ops.reshape(x, (-1, dim))
 
 
 @keras.saving.register_keras_serializable(package="keras_gcm")

@@ -3,6 +3,7 @@
 Import this module before Keras: `select_backend` sets KERAS_BACKEND.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -43,6 +44,94 @@ def select_backend(requested=None):
         raise RuntimeError("Install one of jax, torch or tensorflow: pip install 'keras-gcm[jax]'.")
     os.environ["KERAS_BACKEND"] = backend
     return backend
+
+
+def add_distribution_arguments(parser):
+    parser.add_argument(
+        "--devices", type=int, default=1,
+        help="train on N devices: jax -> keras.distribution.DataParallel, "
+             "tensorflow -> tf.distribute.MirroredStrategy (torch: 1 only). "
+             "The batch size is the global batch, split across the devices.",
+    )
+    parser.add_argument(
+        "--simulate-cpu-devices", action="store_true",
+        help="split the host CPU into --devices virtual devices (to try "
+             "multi-device training without accelerators; slow).",
+    )
+
+
+def setup_distribution(args):
+    """Prepares training on `args.devices` devices; returns the scope to build in.
+
+    Call after `select_backend` and before importing Keras (with
+    `--simulate-cpu-devices`, JAX must learn the device count before it is
+    imported). Build and compile the model inside the returned context
+    manager:
+
+    * jax: sets a global `keras.distribution.DataParallel` over N devices
+      (it also covers `fit`); the scope does nothing;
+    * tensorflow: returns the scope of a `tf.distribute.MirroredStrategy`
+      over N devices (GPUs, else logical CPUs);
+    * torch: N > 1 raises a ValueError (not supported).
+
+    With `--devices 1` nothing changes (a scope that does nothing).
+    """
+    count = int(args.devices)
+    if count < 1:
+        raise ValueError(f"--devices must be >= 1. Received: {count}")
+    if count == 1:
+        return contextlib.nullcontext()
+    backend = select_backend(getattr(args, "backend", None))
+    if backend == "torch":
+        raise ValueError(
+            f"--devices {count} is not supported with the torch backend: use "
+            "jax or tensorflow for several devices (--backend jax or "
+            "--backend tensorflow)."
+        )
+    if getattr(args, "simulate_cpu_devices", False):
+        if backend == "jax":
+            if "jax" in sys.modules:
+                raise RuntimeError(
+                    "--simulate-cpu-devices must be set up before JAX is "
+                    "imported: call setup_distribution before importing keras."
+                )
+            flags = os.environ.get("XLA_FLAGS", "")
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_force_host_platform_device_count={count}".strip()
+            )
+            os.environ["JAX_PLATFORMS"] = "cpu"
+        else:
+            import tensorflow as tf
+
+            tf.config.set_visible_devices([], "GPU")
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+            )
+    import keras
+
+    from keras_gcm import distribute
+
+    if backend == "jax":
+        keras.distribution.set_distribution(distribute.data_parallel(count))
+        return contextlib.nullcontext()
+    return distribute.mirrored_strategy(count).scope()
+
+
+def check_training_images(images, image_shape, name="training images"):
+    """Raises a clear `ValueError` unless `images` is an `(N, *image_shape)` batch in [-1, 1].
+
+    Runs `keras_gcm.data.check_images` (rank 4, channels-last, finite, in
+    [-1, 1]) and checks the image shape the network is built for.
+    """
+    from keras_gcm.data import check_images
+
+    check_images(images, name=name)
+    if tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"`{name}` must be images of shape {tuple(image_shape)} (H, W, C); got "
+            f"{tuple(images.shape[1:])}."
+        )
 
 
 def prepare_output(path):

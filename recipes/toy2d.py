@@ -35,8 +35,11 @@ def parse_args(argv=None):
     parser.add_argument("--eval-samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/toy2d")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: mixed_bfloat16 network, float32 loss math")
     parser.add_argument("--verbose", type=int, default=1, help="fit verbosity (0, 1, 2)")
     _common.add_backend_argument(parser)
+    _common.add_distribution_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -72,22 +75,28 @@ def plot(path, panels):
 def main(argv=None):
     args = parse_args(argv)
     backend = _common.select_backend(args.backend)
+    # Several devices (--devices N): build and compile in this scope.
+    distribution_scope = _common.setup_distribution(args)
     import keras
 
     import keras_gcm
     from keras_gcm import samplers
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if args.precision == "bf16" else "float32"
+    )
     out = _common.prepare_output(args.output)
-    network = keras_gcm.networks.MLP(
-        hidden_units=args.hidden_units, num_blocks=args.num_blocks,
-        time_inputs=keras_gcm.presets.time_inputs(args.preset), seed=args.seed,
-    )
-    model = keras_gcm.ConsistencyModel.from_preset(
-        args.preset, network, ema_decay=args.ema_decay, seed=args.seed
-    )
-    model.compile(optimizer=keras_gcm.optimizers.RAdam(args.learning_rate))
-    model.build((None, 2))
+    with distribution_scope:
+        network = keras_gcm.networks.MLP(
+            hidden_units=args.hidden_units, num_blocks=args.num_blocks,
+            time_inputs=keras_gcm.presets.time_inputs(args.preset), seed=args.seed,
+        )
+        model = keras_gcm.ConsistencyModel.from_preset(
+            args.preset, network, ema_decay=args.ema_decay, seed=args.seed
+        )
+        model.compile(optimizer=keras_gcm.optimizers.RAdam(args.learning_rate))
+        model.build((None, 2))
 
     # Fresh samples for every step: one epoch of steps * batch points.
     data = keras_gcm.data.toy2d(args.dataset, args.steps * args.batch_size, seed=args.seed)
@@ -107,6 +116,8 @@ def main(argv=None):
         "steps": args.steps,
         "batch_size": args.batch_size,
         "seed": args.seed,
+        "devices": args.devices,
+        "precision": args.precision,
         "train_seconds": round(timer.seconds, 2),
         "final_loss": float(history.history["loss"][-1]),
         "one_step": evaluate(one, reference, args.seed),

@@ -1,6 +1,6 @@
 """Per-backend training steps.
 
-Each backend module provides the same four things and nothing else:
+Each backend module provides the same five things and nothing else:
 
 * `ConsistencyTrainer`: a mixin whose `train_step` takes the gradient of
   `ConsistencyModel.compute_consistency_loss`, applies the optimizer and
@@ -12,7 +12,15 @@ Each backend module provides the same four things and nothing else:
 * `global_rng_state()` / `set_global_rng_state(state)`: the backend's global
   random state that layers without an explicit seed draw from (only the torch
   backend has one: unseeded dropout uses torch's global generator), so that
-  the teacher pass can replay the student's dropout mask.
+  the teacher pass can replay the student's dropout mask;
+* `draw_for_replica(draw, batch_size)`: this replica's rows of the random
+  draws (noise, times) of the global batch: `draw(batch_size)` except inside
+  a `tf.distribute` replica, where every replica draws for the global batch
+  from the mirrored seed states and keeps its own rows (different noise on
+  every replica, equal to one device's draws).
+
+Multi-device training (JAX `keras.distribution`, TensorFlow
+`tf.distribute`) is described in each backend module's docstring.
 
 All the mathematics lives in `keras_gcm.consistency_model`, in `keras.ops`.
 """
@@ -24,12 +32,15 @@ _BACKEND = keras.backend.backend()
 if _BACKEND == "jax":
     from keras_gcm.trainers.jax import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
     from keras_gcm.trainers.jax import global_rng_state, set_global_rng_state  # noqa: F401
+    from keras_gcm.trainers.jax import draw_for_replica  # noqa: F401
 elif _BACKEND == "tensorflow":
     from keras_gcm.trainers.tensorflow import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
     from keras_gcm.trainers.tensorflow import global_rng_state, set_global_rng_state  # noqa: F401
+    from keras_gcm.trainers.tensorflow import draw_for_replica  # noqa: F401
 elif _BACKEND == "torch":
     from keras_gcm.trainers.torch import ConsistencyTrainer, compile_inference, jvp  # noqa: F401
     from keras_gcm.trainers.torch import global_rng_state, set_global_rng_state  # noqa: F401
+    from keras_gcm.trainers.torch import draw_for_replica  # noqa: F401
 else:
     raise ImportError(
         f"keras_gcm supports the jax, tensorflow and torch backends. "

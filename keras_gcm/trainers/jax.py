@@ -1,7 +1,20 @@
-"""JAX train step: stateless, jit-compiled by Keras with donated state."""
+"""JAX train step: stateless, jit-compiled by Keras with donated state.
+
+Under a `keras.distribution` (e.g. `DataParallel`) Keras jit-compiles this
+same step with the state's shardings as `out_shardings` and feeds batches
+sharded along their first axis. The step is one SPMD program with a global
+view: the noise, times and dropout masks are drawn for the global batch
+from the replicated seed states, the MMD groups are the global batch's
+groups (a group may straddle two devices: XLA moves the data), and the loss
+is the global batch mean. N devices therefore give the same loss and update
+as one device on the same global batch; the returned seed states, EMA
+weights and EMA counter keep their replicated layout.
+"""
 
 import keras
 import jax
+
+from keras_gcm import distribute as gcm_distribute
 
 
 def global_rng_state():
@@ -17,6 +30,11 @@ def jvp(fn, primals, tangents):
     return keras.ops.jvp(fn, primals, tangents)
 
 
+def draw_for_replica(draw, batch_size):
+    """`draw(batch_size)`: under JAX the step already sees the global batch."""
+    return draw(batch_size)
+
+
 def compile_inference(fn):
     """jit-compiles `fn(values, *inputs)`; `values` carries the variables."""
     return jax.jit(fn)
@@ -24,6 +42,20 @@ def compile_inference(fn):
 
 class ConsistencyTrainer:
     """JAX `train_step`: gradient of the consistency loss, optimizer, EMA."""
+
+    def fit(self, *args, **kwargs):
+        """Checks that array batches split evenly over a distribution's devices."""
+        distribution = keras.distribution.distribution()
+        if distribution is not None and jax.process_count() == 1:
+            mesh = distribution.device_mesh
+            shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+            if shards > 1:
+                gcm_distribute.check_replica_batches(
+                    kwargs.get("x", args[0] if args else None),
+                    kwargs.get("batch_size"), shards,
+                    f"the distribution splits every batch over {shards} devices",
+                )
+        return super().fit(*args, **kwargs)
 
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_vars, metrics_vars = state

@@ -36,6 +36,11 @@ def jvp(fn, primals, tangents):
         return primal.detach(), tangent.detach()
 
 
+def draw_for_replica(draw, batch_size):
+    """`draw(batch_size)`: the torch backend trains on one device."""
+    return draw(batch_size)
+
+
 def compile_inference(fn):
     """Runs `fn(values, *inputs)` without building an autograd graph."""
 
