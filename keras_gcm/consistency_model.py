@@ -7,6 +7,7 @@ the EMA weights inside the compiled step.
 """
 
 import inspect
+import warnings
 
 import numpy as np
 import keras
@@ -19,11 +20,15 @@ from keras_gcm import schedules
 from keras_gcm import time_sampling
 from keras_gcm import weighting as gcm_weighting
 from keras_gcm.trainers import ConsistencyTrainer
+from keras_gcm.trainers import draw_for_replica
 from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
 
 JVP_MODES = ("finite_difference", "analytic")
+# Smallest step epsilon for a finite-difference loss with a bf16/fp16 network
+# (the paper uses 0.02 with BF16 on ImageNet, appendix G.2).
+LOW_PRECISION_MIN_EPSILON = 0.02
 
 
 def _expand(t, x):
@@ -285,6 +290,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                 f"predicts a velocity): input {self.data_shape}, output "
                 f"{tuple(out.shape[1:])}."
             )
+        self._warn_about_low_precision()
         self.ema_weights = [
             self.add_weight(
                 shape=v.shape, dtype=v.dtype, initializer="zeros",
@@ -297,6 +303,32 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             name="ema_updates",
         )
         self.built = True
+
+    def _warn_about_low_precision(self):
+        """bf16 / fp16 networks and the finite difference (see docs: mixed precision).
+
+        A bfloat16 output has about 3 significant digits, so `f_t - f_r`
+        divided by `t - r ~ epsilon` is dominated by rounding when epsilon is
+        small: with the paper's CIFAR-10 epsilon of 0.005 a bf16 run diverges
+        even on toy data. A larger epsilon (the paper uses 0.02 with BF16 on
+        ImageNet) or `jvp="analytic"` (the tangent is computed directly)
+        avoids it.
+        """
+        dtype = keras.backend.standardize_dtype(self.network.compute_dtype)
+        if (
+            dtype in ("bfloat16", "float16")
+            and self.jvp == "finite_difference"
+            and self.step.epsilon < LOW_PRECISION_MIN_EPSILON
+        ):
+            warnings.warn(
+                f"The network computes in {dtype} and the loss uses a finite "
+                f"difference with epsilon={self.step.epsilon:g}: {dtype} outputs "
+                f"carry about {3 if dtype == 'bfloat16' else 4} significant digits, "
+                "so (f_t - f_r) / h is dominated by rounding and training can "
+                f"diverge. Use epsilon >= {LOW_PRECISION_MIN_EPSILON:g} (e.g. "
+                "ExponentialStep(0.02)), jvp='analytic', or a float32 network.",
+                stacklevel=3,
+            )
 
     # --------------------------------------------------------- the network
     def _call_network(self, x, c_t, c_s, class_labels, training, values=None):
@@ -441,8 +473,18 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if not self.built:
             self.build(x.shape)
         self._check_batch(x)
+        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
         if z is None:
-            z = keras.random.normal(ops.shape(x), seed=self.noise_seed_generator)
+            # Multi-device: under tf.distribute every replica draws the global
+            # batch's noise from the mirrored seed state and keeps its own rows
+            # (different noise per replica, equal to one device's draws); on a
+            # single device or under JAX sharding this is a plain draw.
+            z = draw_for_replica(
+                lambda n: keras.random.normal(
+                    (n,) + tuple(x.shape[1:]), seed=self.noise_seed_generator
+                ),
+                batch,
+            )
         else:
             z = ops.convert_to_tensor(z, "float32")
             if tuple(z.shape) != tuple(x.shape):
@@ -451,9 +493,11 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if t is None:
             if s is not None:
                 raise ValueError("Pass `t` together with `s`.")
-            batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
             group = loss_fn.group_size if loss_fn.shared_time else 1
-            t, s = self.time_sampler.sample(batch, group_size=group)
+            # Same per-replica slicing of the global batch's times as for z.
+            t, s = draw_for_replica(
+                lambda n: self.time_sampler.sample(n, group_size=group), batch
+            )
         else:
             t = ops.convert_to_tensor(t, "float32")
             s = _per_example(x, self.t0) if s is None else ops.convert_to_tensor(s, "float32")
@@ -605,12 +649,22 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         bound = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs)
         arguments = bound.arguments
         x = arguments.get("x")
-        if x is not None and not hasattr(x, "element_spec") and not callable(
+        first_batch = None
+        if isinstance(x, keras.utils.PyDataset):
+            # A PyDataset (e.g. keras_gcm.callbacks.StepIndexedBatches): check
+            # its first batch. (Arrays are checked whole below.)
+            first_batch = x[0]
+            if isinstance(first_batch, (list, tuple)):
+                first_batch = first_batch[0]
+            first_batch = np.asarray(first_batch)
+            self._validate_array(first_batch, None, single_batch=True)
+        elif x is not None and not hasattr(x, "element_spec") and not callable(
             getattr(x, "__next__", None)
         ):
             self._validate_array(x, arguments.get("batch_size"))
         if not self.built:
-            shape = _data_shape_of(x)
+            shape = _data_shape_of(x) if first_batch is None else (
+                (None,) + tuple(first_batch.shape[1:]))
             if shape is not None:
                 self.build(shape)
         callbacks = list(arguments.get("callbacks") or [])
@@ -620,7 +674,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         arguments.pop("self")
         return super().fit(**arguments)
 
-    def _validate_array(self, x, batch_size):
+    def _validate_array(self, x, batch_size, single_batch=False):
         if isinstance(x, (dict, list, tuple)):
             return
         arr = np.asarray(x)
@@ -631,13 +685,21 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError("The training data contain NaN or infinite values.")
+        self._validate_network_inputs(arr)
         if self.built and tuple(arr.shape[1:]) != self.data_shape:
             raise ValueError(
                 f"The model was built for data of shape {self.data_shape}; got "
                 f"{tuple(arr.shape[1:])}."
             )
         group = self.consistency_loss.group_size
-        if group > 1:
+        if group > 1 and single_batch:
+            if arr.shape[0] % group:
+                raise ValueError(
+                    f"The batch size ({arr.shape[0]}) must be divisible by the MMD "
+                    f"group size ({group}): use a batch size that is a multiple of "
+                    f"{group}."
+                )
+        elif group > 1:
             batch = batch_size or 32
             last = arr.shape[0] % batch
             if batch % group or last % group:
@@ -648,6 +710,44 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                     f"size that is a multiple of {group} and a number of examples "
                     f"that is too (or a tf.data pipeline with drop_remainder=True)."
                 )
+
+    def _validate_network_inputs(self, arr):
+        """Checks array data against what the network declares, before training.
+
+        * `network.input_range = (low, high)`: values must lie in it (up to
+          0.1 % of its width), e.g. `(-1, 1)` for image networks;
+        * `network.img_resolution` and `network.in_channels` (SongUNet):
+          data of shape `(N, img_resolution, img_resolution, in_channels)`.
+        """
+        resolution = getattr(self.network, "img_resolution", None)
+        channels = getattr(self.network, "in_channels", None)
+        if resolution is not None and channels is not None:
+            expected = (int(resolution), int(resolution), int(channels))
+            if tuple(arr.shape[1:]) != expected:
+                raise ValueError(
+                    f"The network takes channels-last images of shape (N, "
+                    f"{expected[0]}, {expected[1]}, {expected[2]}); the training data "
+                    f"have shape {arr.shape} (rank {arr.ndim}). Add a channel axis to "
+                    "grayscale (N, H, W) arrays with x[..., None]; transpose "
+                    "channels-first data with np.transpose(x, (0, 2, 3, 1))."
+                )
+        input_range = getattr(self.network, "input_range", None)
+        if input_range is None or arr.size == 0:
+            return
+        low, high = (float(v) for v in input_range)
+        tolerance = 1e-3 * (high - low)
+        found_low, found_high = float(arr.min()), float(arr.max())
+        if found_low < low - tolerance or found_high > high + tolerance:
+            if found_low >= 0.0 and found_high > 2.0:
+                hint = " They look like [0, 255] images: scale them with x / 127.5 - 1."
+            elif found_low >= 0.0 and (low, high) == (-1.0, 1.0):
+                hint = " They look like [0, 1] images: scale them with x * 2 - 1."
+            else:
+                hint = ""
+            raise ValueError(
+                f"The network takes inputs in [{low:g}, {high:g}] (its `input_range`); "
+                f"the training data span [{found_low:.6g}, {found_high:.6g}].{hint}"
+            )
 
     # --------------------------------------------------------- serialisation
     def get_config(self):
