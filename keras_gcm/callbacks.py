@@ -1,13 +1,29 @@
-"""Training callbacks."""
+"""Training callbacks: a non-finite-loss guard, sample grids, quality metrics
+and exact resumption (a step-indexed data stream and a full-state checkpoint)."""
 
+import json
 import math
+import os
 import threading
 
+import numpy as np
 import keras
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite."""
+    """Raised when the training loss becomes NaN or infinite.
+
+    `NonFiniteLossGuard` raises it at the end of `fit`, naming the step.
+
+    Example:
+
+    ```python
+    try:
+        model.fit(x, epochs=10)
+    except keras_gcm.callbacks.NonFiniteLossError as error:
+        print(error)  # "... loss became non-finite at step 1234 ..."
+    ```
+    """
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -63,3 +79,825 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 "NaN/inf values and their scale, lower the learning rate, or make "
                 "sure the discretisation h(t) is not too small for float32."
             )
+
+
+# ---------------------------------------------------------------------------
+# Image grids
+# ---------------------------------------------------------------------------
+
+
+def images_to_uint8(images):
+    """Maps images in `[-1, 1]` to `uint8` pixels: `round((x + 1) * 127.5)`, clipped.
+
+    Args:
+        images: float array-like of any shape, nominally in `[-1, 1]`
+            (values outside are clipped; NaN becomes 0).
+
+    Returns:
+        A `uint8` numpy array of the same shape.
+
+    Example:
+
+    >>> images_to_uint8(np.array([-1.0, 0.0, 1.0]))
+    array([  0, 128, 255], dtype=uint8)
+    """
+    x = np.asarray(keras.ops.convert_to_numpy(images), np.float64)
+    x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)
+    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(images, nrow=None, padding=1, pad_value=128, scale=1):
+    """Tiles a batch of images in `[-1, 1]` into one `uint8` image.
+
+    Args:
+        images: `(N, H, W, C)` (C = 1 or 3) or `(N, H, W)` images in `[-1, 1]`.
+        nrow: images per row (default `ceil(sqrt(N))`).
+        padding: pixels between images and around the grid.
+        pad_value: `uint8` value of the padding (128: mid grey).
+        scale: integer nearest-neighbour upscaling of each image (small
+            images such as 8x8 digits are easier to look at with 4).
+
+    Returns:
+        A `uint8` array of shape `(rows * (H*scale + padding) + padding,
+        nrow * (W*scale + padding) + padding, C)`, `rows = ceil(N / nrow)`,
+        image `i` in row `i // nrow`, column `i % nrow`.
+
+    Example:
+
+    >>> grid = image_grid(np.zeros((6, 8, 8, 1)), nrow=3, padding=1)
+    >>> grid.shape
+    (19, 28, 1)
+    """
+    x = images_to_uint8(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.shape[0] < 1:
+        raise ValueError(
+            "`images` must be a non-empty batch of shape (N, H, W, C) with C = 1 "
+            f"or 3 (or (N, H, W)); got shape {tuple(np.shape(images))}."
+        )
+    scale, padding = int(scale), int(padding)
+    if scale < 1 or padding < 0:
+        raise ValueError(f"`scale` must be >= 1 and `padding` >= 0; got {scale}, {padding}.")
+    if scale > 1:
+        x = x.repeat(scale, axis=1).repeat(scale, axis=2)
+    n, h, w, c = x.shape
+    nrow = int(nrow) if nrow else int(math.ceil(math.sqrt(n)))
+    if nrow < 1:
+        raise ValueError(f"`nrow` must be >= 1; got {nrow}.")
+    rows = int(math.ceil(n / nrow))
+    grid = np.full(
+        (rows * (h + padding) + padding, nrow * (w + padding) + padding, c),
+        pad_value, np.uint8,
+    )
+    for i in range(n):
+        top = padding + (i // nrow) * (h + padding)
+        left = padding + (i % nrow) * (w + padding)
+        grid[top:top + h, left:left + w] = x[i]
+    return grid
+
+
+def save_image_grid(images, path, nrow=None, padding=1, pad_value=128, scale=1):
+    """Writes a batch of images in `[-1, 1]` as one PNG grid (see `image_grid`).
+
+    Uses Pillow (a dependency of matplotlib); grayscale images are written as
+    8-bit grayscale PNGs, RGB as RGB.
+
+    Args:
+        images: `(N, H, W, C)` or `(N, H, W)` images in `[-1, 1]`.
+        path: output file (`.png`); its folder is created if needed.
+        nrow, padding, pad_value, scale: as in `image_grid`.
+
+    Returns:
+        The `uint8` grid array that was written.
+
+    Example:
+
+    >>> samples = keras_gcm.samplers.one_step(model, 64, seed=0)  # doctest: +SKIP
+    >>> save_image_grid(samples, "runs/samples.png")  # doctest: +SKIP
+    """
+    grid = image_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, scale=scale)
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow ships with matplotlib
+        import matplotlib.image
+
+        matplotlib.image.imsave(
+            path, grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray",
+            vmin=0, vmax=255,
+        )
+        return grid
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+    return grid
+
+
+# ---------------------------------------------------------------------------
+# Periodic callbacks (sample grids, quality metrics)
+# ---------------------------------------------------------------------------
+
+
+def _resolve_sampler(sampler):
+    """`"one_step"`, `"two_step"` or a callable `fn(model, num_samples, seed=, batch_size=)`."""
+    from keras_gcm import samplers
+
+    if callable(sampler):
+        return sampler
+    table = {"one_step": samplers.one_step, "two_step": samplers.two_step}
+    if sampler not in table:
+        raise ValueError(
+            f"`sampler` must be 'one_step', 'two_step' or a callable "
+            f"fn(model, num_samples, seed=..., batch_size=...); got {sampler!r}."
+        )
+    return table[sampler]
+
+
+def _sampler_name(sampler):
+    return sampler if isinstance(sampler, str) else getattr(sampler, "__name__", "sampler")
+
+
+def _check_every(every_n_steps, name="every_n_steps"):
+    if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, (int, np.integer)) \
+            or every_n_steps < 1:
+        raise ValueError(f"`{name}` must be a positive int; got {every_n_steps!r}.")
+    return int(every_n_steps)
+
+
+def _print(message):
+    print(message, flush=True)
+
+
+def _optimizer_step(model):
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+class _PeriodicCallback(keras.callbacks.Callback):
+    """Acts at the epoch ends where the global step passes a multiple of N.
+
+    The global step is the optimizer's iteration count, so it continues
+    across a resumed run. Acting at epoch ends only (no per-batch hook)
+    keeps Keras' asynchronous callback dispatch on (no device sync per step
+    under JAX / PyTorch), and at an epoch end the JAX state is on the model.
+    With a `steps_per_epoch` that divides N, the action happens exactly every
+    N steps; otherwise at the first epoch end after each multiple of N.
+    """
+
+    async_safe = True
+
+    def __init__(self, every_n_steps):
+        super().__init__()
+        self.every_n_steps = _check_every(every_n_steps)
+        self._previous_step = None
+
+    def on_train_begin(self, logs=None):
+        self._previous_step = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._previous_step is None:
+            # After every callback's on_train_begin (and so after a restore).
+            self._previous_step = _optimizer_step(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = _optimizer_step(self.model)
+        previous = self._previous_step if self._previous_step is not None else 0
+        self._previous_step = step
+        if step // self.every_n_steps > previous // self.every_n_steps:
+            self.act(step, logs)
+
+    def act(self, step, logs):
+        raise NotImplementedError
+
+
+def _tf_summary_writer(log_dir):
+    import tensorflow as tf
+
+    return tf.summary.create_file_writer(os.fspath(log_dir))
+
+
+def _summary_metadata(plugin_name):
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = plugin_name
+    return metadata
+
+
+def _write_summary_image(writer, tag, image, step):
+    """A TensorBoard image summary of one `uint8` `(H, W, C)` image.
+
+    Written with TensorFlow's core `tf.summary.write` in the format of
+    TensorBoard's image plugin (`[width, height, png]` strings), so it needs
+    no `tensorboard` package to write.
+    """
+    import tensorflow as tf
+
+    png = tf.io.encode_png(np.asarray(image, np.uint8))
+    tensor = tf.stack([tf.as_string(image.shape[1]), tf.as_string(image.shape[0]), png])
+    with writer.as_default():
+        tf.summary.write(tag, tensor, step=int(step), metadata=_summary_metadata("images"))
+    writer.flush()
+
+
+def _write_summary_scalars(writer, values, step):
+    """TensorBoard scalar summaries (TensorBoard's scalar-plugin format)."""
+    import tensorflow as tf
+
+    with writer.as_default():
+        for tag, value in values.items():
+            tf.summary.write(
+                tag, tf.constant(float(value), tf.float32), step=int(step),
+                metadata=_summary_metadata("scalars"),
+            )
+    writer.flush()
+
+
+class SampleGrid(_PeriodicCallback):
+    """Writes a PNG grid of samples from the EMA weights every N training steps.
+
+    Samples are drawn with `keras_gcm.samplers` from the EMA weights with a
+    fixed `seed`, so successive grids show the same noise turning into
+    images. With `log_dir`, the grid also goes to TensorBoard as an image
+    (written with TensorFlow's `tf.summary.write`, under any Keras backend;
+    viewing needs the `tensorboard` package, writing does not). Files are named
+    `samples_<sampler>_<step:08d>.png`. Grids are written at epoch ends (see
+    `every_n_steps`) and, with `at_train_end`, when training ends.
+
+    Args:
+        every_n_steps: int; a grid at each epoch end where the optimizer step
+            passes a multiple of it (exactly every N steps when
+            `steps_per_epoch` divides N).
+        output_dir: folder of the PNG files.
+        num_samples: int, images in the grid.
+        seed: int, numpy seed of the sampler's noise.
+        sampler: `"one_step"`, `"two_step"` (restart for CU, pushforward for
+            VU, via t = 0.6) or a callable `fn(model, num_samples, seed=...,
+            batch_size=...)` returning images in `[-1, 1]`.
+        log_dir: optional TensorBoard folder (events under `log_dir/samples`).
+        nrow: images per row (default `ceil(sqrt(num_samples))`).
+        scale: integer upscaling of each image in the PNG (e.g. 4 for 8x8).
+        batch_size: samples per compiled sampler call.
+        at_train_end: also write a grid when training ends, if none was
+            written at the final step.
+
+    Example:
+
+    >>> grid = keras_gcm.callbacks.SampleGrid(1000, "runs/digits/grids")
+    >>> model.fit(data, steps_per_epoch=500, epochs=10, callbacks=[grid])
+    ... # doctest: +SKIP
+    """
+
+    def __init__(self, every_n_steps, output_dir, num_samples=64, seed=0,
+                 sampler="one_step", log_dir=None, nrow=None, scale=1,
+                 batch_size=256, at_train_end=True):
+        super().__init__(every_n_steps)
+        self.output_dir = os.fspath(output_dir)
+        self.num_samples = int(num_samples)
+        if self.num_samples < 1:
+            raise ValueError(f"`num_samples` must be >= 1; got {num_samples}.")
+        self.seed = int(seed)
+        self.sampler = sampler
+        self._sample_fn = _resolve_sampler(sampler)
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.nrow = nrow
+        self.scale = _check_every(scale, "scale")
+        self.batch_size = _check_every(batch_size, "batch_size")
+        self.at_train_end = bool(at_train_end)
+        self.paths = []
+        self._written_step = None
+        self._writer = None
+
+    def act(self, step, logs):
+        self.write(step)
+
+    def on_train_end(self, logs=None):
+        if self.at_train_end and self.model.built:
+            step = _optimizer_step(self.model)
+            if step != self._written_step:
+                self.write(step)
+        if self._writer is not None:
+            self._writer.flush()
+
+    def write(self, step=None):
+        """Samples and writes the PNG (and TensorBoard image) now; returns the path."""
+        model = self.model
+        step = _optimizer_step(model) if step is None else int(step)
+        images = self._sample_fn(
+            model, self.num_samples, seed=self.seed, batch_size=self.batch_size
+        )
+        name = _sampler_name(self.sampler)
+        path = os.path.join(self.output_dir, f"samples_{name}_{step:08d}.png")
+        grid = save_image_grid(images, path, nrow=self.nrow, scale=self.scale)
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = _tf_summary_writer(os.path.join(self.log_dir, "samples"))
+            _write_summary_image(self._writer, f"samples/{name}", grid, step)
+        self.paths.append(path)
+        self._written_step = step
+        return path
+
+
+class QualityMetric(_PeriodicCallback):
+    """Computes a sample-quality figure every N steps and logs it.
+
+    At each epoch end where the optimizer step passes a multiple of
+    `every_n_steps`, draws `num_samples` samples from the EMA weights (fixed
+    `seed`) and calls `metric_fn(samples)`: a float (logged as `name`) or a
+    dict of floats with the declared `keys` (logged as `name_<key>`). The values are printed, kept in
+    `self.values` as `(step, {key: value})` pairs, and put into the epoch's
+    logs (NaN at the epoch ends without a new value, so every epoch has the
+    same keys), where `History`, `CSVLogger`, `TensorBoard` and the progress
+    bar see them: list this callback before `CSVLogger` / `TensorBoard`.
+    With `log_dir`, the values also go to TensorBoard against the step.
+
+    Args:
+        every_n_steps: int (exactly every N steps when `steps_per_epoch`
+            divides N).
+        metric_fn: callable, samples (numpy `(N, ...data dims)`, as the
+            sampler returns them) -> float or dict of floats; e.g. the digits
+            FDD, or an FID through `keras_gcm.metrics.FrechetInceptionDistance`.
+        name: str, the log key (the prefix for dict results).
+        num_samples: int, samples per evaluation.
+        seed: int, numpy seed of the sampler's noise.
+        sampler: `"one_step"`, `"two_step"` or a callable (see `SampleGrid`).
+        batch_size: samples per compiled sampler call.
+        log_dir: optional TensorBoard folder (events under `log_dir/quality`).
+        verbose: 1 to print each value.
+        keys: the keys of a metric that returns a dict (None: it returns
+            a float). Known up front, so every epoch logs the same keys.
+
+    Example:
+
+    >>> fdd = keras_gcm.callbacks.QualityMetric(
+    ...     1000, keras_gcm.metrics.frechet_digits_distance, "fdd_1step",
+    ...     num_samples=1000)
+    >>> history = model.fit(data, steps_per_epoch=1000, epochs=5,
+    ...                     callbacks=[fdd])  # doctest: +SKIP
+    >>> history.history["fdd_1step"]  # doctest: +SKIP
+    """
+
+    def __init__(self, every_n_steps, metric_fn, name, num_samples=1000, seed=0,
+                 sampler="one_step", batch_size=256, log_dir=None, verbose=1,
+                 keys=None):
+        super().__init__(every_n_steps)
+        if not callable(metric_fn):
+            raise ValueError(f"`metric_fn` must be callable; got {metric_fn!r}.")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
+        self.metric_fn = metric_fn
+        self.name = name
+        self.num_samples = int(num_samples)
+        if self.num_samples < 2:
+            raise ValueError(f"`num_samples` must be >= 2; got {num_samples}.")
+        self.seed = int(seed)
+        self.sampler = sampler
+        self._sample_fn = _resolve_sampler(sampler)
+        self.batch_size = _check_every(batch_size, "batch_size")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.verbose = int(verbose)
+        self.values = []
+        # The log keys are known up front, so every epoch has the same keys.
+        self._keys = [name] if keys is None else sorted(f"{name}_{k}" for k in keys)
+        self._dict_result = keys is not None
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current = None
+        super().on_epoch_end(epoch, logs)
+        if logs is not None:
+            for key in self._keys:
+                logs[key] = (self._current or {}).get(key, float("nan"))
+
+    def act(self, step, logs):
+        self._current = self.evaluate(step)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def evaluate(self, step=None):
+        """Samples and computes the metric now; returns `{log key: value}`."""
+        step = _optimizer_step(self.model) if step is None else int(step)
+        samples = self._sample_fn(
+            self.model, self.num_samples, seed=self.seed, batch_size=self.batch_size
+        )
+        result = self.metric_fn(np.asarray(samples))
+        if isinstance(result, dict):
+            values = {f"{self.name}_{k}": float(v) for k, v in result.items()}
+        else:
+            values = {self.name: float(result)}
+        if self._dict_result != isinstance(result, dict) or sorted(values) != self._keys:
+            raise ValueError(
+                f"`metric_fn` returned the keys {sorted(values)}; expected {self._keys} "
+                "(declare the keys of a metric that returns a dict with `keys=`)."
+            )
+        self.values.append((step, values))
+        if self.verbose:
+            text = ", ".join(f"{k} = {v:.6g}" for k, v in values.items())
+            _print(f"[step {step}] {text}")
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = _tf_summary_writer(os.path.join(self.log_dir, "quality"))
+            _write_summary_scalars(self._writer, values, step)
+        return values
+
+
+# ---------------------------------------------------------------------------
+# Exact resumption: a step-indexed data stream and a full-state checkpoint
+# ---------------------------------------------------------------------------
+
+
+class StepIndexedBatches(keras.utils.PyDataset):
+    """An endless, seeded batch stream whose batch n depends only on (seed, n).
+
+    The data half of exact resumption. The examples of global step `n` are
+    positions `n*B ... n*B + B - 1` of an endless sequence of passes over the
+    data, pass `p` being the permutation
+    `default_rng(SeedSequence(seed, spawn_key=(0, p))).permutation(N)`;
+    the horizontal flips of step `n` come from `spawn_key=(1, n)`. A run
+    resumed at step `n` with `start_step=n` sees exactly the batches the
+    uninterrupted run saw from step `n` on, without replaying the data before
+    it. Plain numpy, a `keras.utils.PyDataset`: it feeds `fit` on every
+    backend (give `fit` a `steps_per_epoch`; the stream does not end).
+
+    Args:
+        data: array `(N, ...)`; integer arrays (e.g. uint8 images) are mapped
+            with `x / 127.5 - 1`, float arrays are used as they are.
+        batch_size: int, examples per batch.
+        seed: int, seed of the order and the flips.
+        start_step: int, the global step of the first batch.
+        xflip: flip images (channels-last, rank 4) left-right with
+            probability 1/2.
+        shuffle: False to keep the data's own order (pass after pass).
+        labels: optional `(N,)` labels; batches are then `(x, labels)`.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+
+    Example:
+
+    >>> start = ResumableCheckpoint.latest_step("runs/ckpt")
+    >>> data = StepIndexedBatches(images, 128, seed=0, start_step=start)
+    >>> model.fit(data, steps_per_epoch=1000, epochs=10,
+    ...           callbacks=[ResumableCheckpoint("runs/ckpt")])  # doctest: +SKIP
+    """
+
+    def __init__(self, data, batch_size, seed=0, start_step=0, xflip=False,
+                 shuffle=True, labels=None, **kwargs):
+        super().__init__(**kwargs)
+        data = np.asarray(data)
+        if data.ndim < 2 or data.shape[0] < 1:
+            raise ValueError(
+                f"`data` must be a non-empty array (N, ...data dims); got shape {data.shape}."
+            )
+        batch_size = _check_every(batch_size, "batch_size")
+        if isinstance(start_step, bool) or int(start_step) < 0:
+            raise ValueError(f"`start_step` must be an int >= 0; got {start_step!r}.")
+        if xflip and data.ndim != 4:
+            raise ValueError(
+                f"`xflip` needs channels-last images (N, H, W, C); got shape {data.shape}."
+            )
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape[:1] != data.shape[:1]:
+                raise ValueError(
+                    f"`labels` must hold one label per example ({data.shape[0]}); got "
+                    f"shape {labels.shape}."
+                )
+        self.data = data
+        self.labels = labels
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.start_step = int(start_step)
+        self.xflip = bool(xflip)
+        self.shuffle = bool(shuffle)
+        self._permutations = {}
+        self._lock = threading.Lock()
+
+    @property
+    def num_batches(self):
+        return None  # endless: fit needs steps_per_epoch
+
+    def _permutation(self, data_pass):
+        with self._lock:
+            perm = self._permutations.get(data_pass)
+            if perm is None:
+                rng = np.random.default_rng(
+                    np.random.SeedSequence(self.seed, spawn_key=(0, int(data_pass)))
+                )
+                perm = rng.permutation(self.data.shape[0])
+                if len(self._permutations) >= 4:
+                    self._permutations.pop(min(self._permutations))
+                self._permutations[data_pass] = perm
+            return perm
+
+    def indices(self, step):
+        """Indices into `data` of the examples of global step `step`."""
+        n = self.data.shape[0]
+        positions = int(step) * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+        passes, offsets = positions // n, positions % n
+        if not self.shuffle:
+            return offsets
+        out = np.empty_like(offsets)
+        for data_pass in np.unique(passes):
+            mask = passes == data_pass
+            out[mask] = self._permutation(int(data_pass))[offsets[mask]]
+        return out
+
+    def batch(self, step):
+        """The batch of global step `step` (`self[step - start_step]`)."""
+        idx = self.indices(step)
+        x = self.data[idx]
+        if np.issubdtype(x.dtype, np.integer):
+            x = x.astype(np.float32) / 127.5 - 1.0
+        else:
+            x = x.astype(np.float32, copy=False)
+        if self.xflip:
+            rng = np.random.default_rng(
+                np.random.SeedSequence(self.seed, spawn_key=(1, int(step)))
+            )
+            flip = rng.random(self.batch_size) < 0.5
+            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+        if self.labels is not None:
+            return x, self.labels[idx]
+        return x
+
+    def __getitem__(self, index):
+        return self.batch(self.start_step + int(index))
+
+    def as_dataset(self, prefetch=True):
+        """The same stream as an endless `tf.data.Dataset` with a static batch shape.
+
+        Batch `i` is `self.batch(start_step + i)`, computed in tf.data's
+        threads (`tf.numpy_function`, deterministic order) and prefetched.
+        `fit` reads a `tf.data.Dataset` on every backend; unlike a
+        `PyDataset`, whose batch size Keras leaves unknown under TensorFlow,
+        the batch size here is part of the static shape.
+
+        Args:
+            prefetch: bool, prefetch batches in the background.
+
+        Returns:
+            A `tf.data.Dataset` of `x` (or `(x, labels)`) batches.
+        """
+        import tensorflow as tf
+
+        example = self.batch(self.start_step)
+        if self.labels is None:
+            specs = (tf.TensorSpec(example.shape, example.dtype),)
+        else:
+            specs = tuple(tf.TensorSpec(e.shape, e.dtype) for e in example)
+
+        def load(step):
+            def compute(value):
+                out = self.batch(int(value))
+                return tuple(out) if isinstance(out, tuple) else (out,)
+
+            out = tf.numpy_function(compute, [step], [s.dtype for s in specs])
+            out = [tf.ensure_shape(o, s.shape) for o, s in zip(out, specs)]
+            return out[0] if len(out) == 1 else tuple(out)
+
+        ds = tf.data.Dataset.range(self.start_step, 2**62)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Saves the whole training state so a stopped run continues the same trajectory.
+
+    A checkpoint holds every model variable (the network's weights, the EMA
+    weights and their update count, the seed-generator states of the noise,
+    the time sampler and the dropout layers), every optimizer variable (the
+    moments and the iteration count, i.e. the step) and, under PyTorch,
+    torch's global random state. Together with a data stream positioned at
+    the checkpoint's step (`StepIndexedBatches(start_step=
+    ResumableCheckpoint.latest_step(directory))`), a resumed run reproduces
+    the uninterrupted run's weights.
+
+    Checkpoints are written at epoch ends (each epoch, or those where the
+    step passes a multiple of `every_n_steps`, and always after the last
+    epoch) as `ckpt-<step>.npz`, with `checkpoint.json` naming the latest
+    (written after it, atomically; the `max_to_keep` newest files are kept).
+    When a checkpoint exists, `on_train_begin` restores it and makes `fit`
+    start at epoch `step / steps_per_epoch`, as
+    `keras.callbacks.BackupAndRestore` does: keep `steps_per_epoch` (and
+    `epochs` as the total) the same across the runs.
+
+    Why not `BackupAndRestore`: with an integer `save_freq` it saves
+    mid-epoch but resumes at the start of that epoch with the mid-epoch
+    weights (the steps before the save are trained twice), it does not say
+    where the data must resume, and it deletes its backup when `fit`
+    completes. Saving at epoch ends and exposing the step before `fit`
+    (`latest_step`) gives exact resumption.
+
+    Args:
+        directory: folder of the checkpoints (one run per folder).
+        every_n_steps: None (every epoch end) or an int.
+        max_to_keep: int, checkpoint files kept.
+        restore: bool, restore the latest checkpoint in `on_train_begin`.
+        verbose: 1 to print when saving / restoring.
+
+    Example:
+
+    >>> ckpt_dir = "runs/cifar10/checkpoints"
+    >>> start = ResumableCheckpoint.latest_step(ckpt_dir)
+    >>> data = StepIndexedBatches(images, 512, seed=0, start_step=start, xflip=True)
+    >>> model.fit(data, steps_per_epoch=1000, epochs=400,
+    ...           callbacks=[ResumableCheckpoint(ckpt_dir)])  # doctest: +SKIP
+    """
+
+    INDEX_FILE = "checkpoint.json"
+    async_safe = True
+
+    def __init__(self, directory, every_n_steps=None, max_to_keep=2, restore=True,
+                 verbose=1):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.every_n_steps = None if every_n_steps is None else _check_every(every_n_steps)
+        self.max_to_keep = _check_every(max_to_keep, "max_to_keep")
+        self.restore_on_train_begin = bool(restore)
+        self.verbose = int(verbose)
+        self.restored_step = None
+        self._previous_step = None
+        self._set_initial_epoch = False
+
+    # -- reading -------------------------------------------------------------
+    @classmethod
+    def read_index(cls, directory):
+        """The `checkpoint.json` of `directory` as a dict, or None."""
+        path = os.path.join(os.fspath(directory), cls.INDEX_FILE)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    @classmethod
+    def latest_step(cls, directory):
+        """Step of the latest checkpoint in `directory` (0 when there is none)."""
+        index = cls.read_index(directory)
+        return 0 if index is None else int(index["step"])
+
+    # -- state ---------------------------------------------------------------
+    @staticmethod
+    def _variables(model):
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError("ResumableCheckpoint needs a compiled model (with an optimizer).")
+        if not model.built:
+            raise ValueError(
+                "ResumableCheckpoint needs a built model: call model.build(input_shape) "
+                "before fit."
+            )
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        return list(model.variables), list(optimizer.variables)
+
+    @staticmethod
+    def _torch_rng_arrays():
+        if keras.backend.backend() != "torch":
+            return {}
+        import torch
+
+        arrays = {"torch_rng_cpu": torch.get_rng_state().numpy()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                arrays[f"torch_rng_cuda_{i:03d}"] = state.cpu().numpy()
+        return arrays
+
+    @staticmethod
+    def _restore_torch_rng(arrays):
+        if keras.backend.backend() != "torch" or "torch_rng_cpu" not in arrays:
+            return
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(np.array(arrays["torch_rng_cpu"])))
+        cuda = sorted(k for k in arrays if k.startswith("torch_rng_cuda_"))
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([torch.from_numpy(np.array(arrays[k])) for k in cuda])
+
+    def save(self, model=None):
+        """Writes a checkpoint of `model` (default: the fitted model); returns its path."""
+        model = model if model is not None else self.model
+        model_vars, optimizer_vars = self._variables(model)
+        step = _optimizer_step(model)
+        arrays = {}
+        for i, v in enumerate(model_vars):
+            arrays[f"model_{i:06d}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+        for i, v in enumerate(optimizer_vars):
+            arrays[f"optimizer_{i:06d}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+        arrays.update(self._torch_rng_arrays())
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"ckpt-{step:09d}.npz"
+        path = os.path.join(self.directory, name)
+        temporary = os.path.join(self.directory, f".{name}.{os.getpid()}.tmp.npz")
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+        previous = self.read_index(self.directory) or {}
+        files = [f for f in previous.get("files", []) if f != name] + [name]
+        index = {
+            "step": step,
+            "latest": name,
+            "files": files[-self.max_to_keep:],
+            "backend": keras.backend.backend(),
+            "model_variables": [[v.path, list(v.shape), str(v.dtype)] for v in model_vars],
+            "optimizer_variables": [
+                [v.path, list(v.shape), str(v.dtype)] for v in optimizer_vars
+            ],
+        }
+        temporary = os.path.join(self.directory, f".{self.INDEX_FILE}.{os.getpid()}.tmp")
+        with open(temporary, "w") as f:
+            json.dump(index, f, indent=1)
+        os.replace(temporary, os.path.join(self.directory, self.INDEX_FILE))
+        for old in files[:-self.max_to_keep]:
+            old_path = os.path.join(self.directory, old)
+            if os.path.exists(old_path):
+                os.remove(old_path)
+        if self.verbose:
+            _print(f"Saved the training state of step {step} to {path}")
+        return path
+
+    def restore(self, model=None):
+        """Loads the latest checkpoint into `model`; returns its step (None if none).
+
+        The model must be built and compiled as the saved one was (same
+        network, optimizer and variable shapes); a mismatch raises a
+        `ValueError` naming the first differing variable.
+        """
+        model = model if model is not None else self.model
+        index = self.read_index(self.directory)
+        if index is None:
+            return None
+        path = os.path.join(self.directory, index["latest"])
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"{os.path.join(self.directory, self.INDEX_FILE)} names {index['latest']}, "
+                "which does not exist: the checkpoint folder is incomplete."
+            )
+        model_vars, optimizer_vars = self._variables(model)
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        pending = []
+        for prefix, variables in (("model", model_vars), ("optimizer", optimizer_vars)):
+            stored = sorted(k for k in arrays if k.startswith(prefix + "_"))
+            if len(stored) != len(variables):
+                raise ValueError(
+                    f"The checkpoint {path} holds {len(stored)} {prefix} variables but "
+                    f"this model has {len(variables)}: it was saved from a different "
+                    "model or optimizer configuration."
+                )
+            for key, variable in zip(stored, variables):
+                value = arrays[key]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(
+                        f"Checkpoint {prefix} variable {key} has shape {value.shape}, but "
+                        f"{variable.path} has shape {tuple(variable.shape)}: the checkpoint "
+                        "was saved from a different configuration."
+                    )
+                pending.append((variable, value))
+        for variable, value in pending:
+            variable.assign(value.astype(variable.dtype))
+        self._restore_torch_rng(arrays)
+        step = _optimizer_step(model)
+        self.restored_step = step
+        if self.verbose:
+            _print(
+                f"Restored the training state of step {step} from {path}"
+            )
+        return step
+
+    # -- callback hooks --------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._previous_step = None
+        self._set_initial_epoch = False
+        if not self.restore_on_train_begin or self.read_index(self.directory) is None:
+            return
+        step = self.restore()
+        steps_per_epoch = (self.params or {}).get("steps")
+        if step and steps_per_epoch:
+            if step % steps_per_epoch:
+                raise ValueError(
+                    f"The checkpoint in {self.directory} is at step {step}, which is not "
+                    f"a multiple of steps_per_epoch={steps_per_epoch}: resume with the "
+                    "steps_per_epoch of the run that wrote it."
+                )
+            self.model._initial_epoch = step // steps_per_epoch
+            self._set_initial_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._previous_step is None:
+            self._previous_step = _optimizer_step(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = _optimizer_step(self.model)
+        previous = self._previous_step if self._previous_step is not None else 0
+        self._previous_step = step
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
+        due = self.every_n_steps is None or (
+            step // self.every_n_steps > previous // self.every_n_steps
+        )
+        if due or last:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        if self._set_initial_epoch:
+            self.model._initial_epoch = None
+            self._set_initial_epoch = False

@@ -30,7 +30,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DIGITS_NUM_EXAMPLES = 1797
 DIGITS_HELDOUT_PER_CLASS = 30
 DIGITS_NUM_HELDOUT = 300
+"""Number of held-out digits (30 per class), the reference set of the digits metrics.
+
+Example:
+
+>>> len(keras_gcm.data.digits("heldout")) == keras_gcm.data.DIGITS_NUM_HELDOUT
+True
+"""
 DIGITS_NUM_TRAIN = 1497
+"""Number of digits in the fixed training split (1,797 - 300).
+
+Example:
+
+>>> len(keras_gcm.data.digits("train")) == keras_gcm.data.DIGITS_NUM_TRAIN
+True
+"""
 DIGITS_SPLIT_SEED = 0
 
 

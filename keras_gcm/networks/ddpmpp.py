@@ -817,6 +817,10 @@ class SongUNet(keras.Model):
         seed: int or None, seed of the dropout masks, label dropout and
             Fourier frequencies (None: drawn from NumPy's global generator,
             then fixed in the config).
+        input_range: `(low, high)` of the images the network is trained on
+            (default `(-1, 1)`, EDM's scaling); `ConsistencyModel.fit`
+            rejects array data outside it before training starts. None
+            turns the check off.
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`, ...).
 
     Example:
@@ -848,9 +852,13 @@ class SongUNet(keras.Model):
         resample_filter=(1, 1),
         time_inputs=1,
         seed=None,
+        input_range=(-1.0, 1.0),
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.input_range = (
+            None if input_range is None else tuple(float(v) for v in input_range)
+        )
         # Inputs are cast by `call` itself: Keras' automatic cast would turn
         # the times into the compute dtype (bfloat16 under mixed precision),
         # which cannot resolve the small time steps of consistency training.
@@ -1412,6 +1420,9 @@ class SongUNet(keras.Model):
                 "resample_filter": list(self.resample_filter),
                 "time_inputs": self.time_inputs,
                 "seed": self.seed,
+                "input_range": (
+                    None if self.input_range is None else list(self.input_range)
+                ),
             }
         )
         return config
