@@ -1,18 +1,43 @@
 """Presets: the paper's ablation rows as data.
 
 A preset is a plain dict mapping `ConsistencyModel` constructor arguments to
-component specs `[class_name, kwargs]` (nested specs allowed) or plain values.
-`components(name)` turns one into objects; `ConsistencyModel.from_preset`
-builds the model.
+component specs `[class_name, kwargs]` (nested specs allowed) or plain values,
+plus a `description` naming its table cell. `components(name)` turns one into
+objects; `ConsistencyModel.from_preset(name, network)` builds the model.
 
 Table 2 (CU), cumulative: A baseline -> B + exponential h -> C + exponential
 c(t) -> D + Gamma weight -> E + sine t-sampling -> F (`gcm_cu`) + time-aware
 MMD. Table 3 (VU): G = A + uniform-power s-sampling, then H..K as B..E and L
 (`gcm_vu`) + time-aware MMD.
+
+Table 7 (one module changed on the row the paper ablates it on, identified
+by the paper's numbers):
+
+* `t7b_*`: the discretisations h(t) of Table 7b on row D (7b's exponential
+  row, 3.03 / 2.26, is D's 3.02 / 2.24 up to noise); every h is normalised to
+  the baseline integral `0.005 / 3` (Fig. 7a), the exponential one included
+  (epsilon 0.006015, where D keeps the paper's default 0.005).
+* `t7c_*`: the time conditionings of Table 7c on row B (7c's `c(t) = t` row,
+  5.73 / 4.42, is B; its exponential row, 5.75 / 4.31, is C).
+* `t7d_*`: without / with the epsilon-halving curriculum, on row K (7d's
+  2.91 / 2.15 is K).
+* `t7g_*`: the t-sampling densities of Table 7g on row D with importance
+  weighting (7g's uniform row is D, its `sine(1, 0.01)` row is E).
+* `t7i_*`: no MMD / IMM's shared-time MMD (M = 2, sigma = inf) / time-aware
+  MMD (M = 2, sigma = 0.1), on row K (7i's rows are K and L).
+* `t7j_*`: finite-difference vs analytic (`keras.ops` JVP) derivative, on
+  row K (7j's finite-difference row, 2.91 / 2.15, is K).
+* `ect_like`, `imm_like`: ECT's and IMM's discretisation and time
+  conditioning on row D.
+
+`paper_fid(name)` gives the CIFAR-10 FIDs (1-step, 2-step) the paper reports
+for a preset's table cell.
 """
 
 import builtins
 import copy
+import fnmatch
+import math
 
 import keras
 
@@ -85,18 +110,130 @@ _PRESETS["gcm_vu"] = _then(_PRESETS["vu_k"], "Table 3 L (GCM-VU): K + time-aware
 
 _PRESETS["ect_like"] = _then(
     _PRESETS["cu_d"],
-    "Table 7b/7c: ECT's discretisation (Eq. 28) on D, with c(t) = 1000 t",
-    step=_spec("ECTStep"), conditioning=_spec("LinearTime", scale=1000.0),
+    "ECT-like (Table 7b 'ECT's' + ECT's conditioning): D with ECT's discretisation (Eq. 28) "
+    "and EDM/ECT's noise conditioning c(t) = ln(0.5 tan(pi t / 2)) / 4",
+    step=_spec("ECTStep"), conditioning=_spec("LogSigmaTime", sigma_data=0.5, scale=0.25),
 )
 _PRESETS["imm_like"] = _then(
     _PRESETS["cu_d"],
-    "Table 7b/7c: IMM's discretisation (Eq. 29) and c(t) = 1000 t on D",
+    "IMM-like (Table 7b 'IMM's' + Table 7c 'c(t) = 1000t'): D with IMM's discretisation "
+    "(Eq. 29) and c(t) = 1000 t",
     step=_spec("IMMStep"), conditioning=_spec("LinearTime", scale=1000.0),
 )
 
+# --------------------------------------------------------------- Table 7b
+# Epsilon of the exponential step whose integral over [0, 1] equals the
+# baseline's 0.005 / 3 (Fig. 7a): eps (1 - exp(-mu)) / mu = 0.005 / 3.
+EXPONENTIAL_EQUAL_INTEGRAL_EPSILON = schedules.BASELINE_INTEGRAL * 3.5 / (1.0 - math.exp(-3.5))
+
+_T7B = [
+    ("t7b_constant", "Constant", _spec("ConstantStep")),
+    ("t7b_edm", "EDM's (Eq. 27)", _spec("EDMStep")),
+    ("t7b_ect", "ECT's (Eq. 28)", _spec("ECTStep")),
+    ("t7b_imm", "IMM's (Eq. 29)", _spec("IMMStep")),
+    ("t7b_linear_decrease", "Linear Decrease (Eq. 30)", _spec("LinearDecreasingStep")),
+    ("t7b_quadratic_decrease", "Quadratic Decrease (Eq. 31)", _spec("QuadraticDecreasingStep")),
+    ("t7b_cubic_decrease", "Cubic Decrease (Eq. 32)", _spec("CubicDecreasingStep")),
+    ("t7b_quadratic_increase", "Quadratic Increase (Eq. 33)", _spec("QuadraticIncreasingStep")),
+    ("t7b_quadratic_concave", "Quadratic Concave (Eq. 34)", _spec("QuadraticConcaveStep")),
+    ("t7b_quadratic_convex", "Quadratic Convex (Eq. 35)", _spec("QuadraticConvexStep")),
+    ("t7b_exponential_decrease", "Exponential Decrease (Eq. 36)",
+     _spec("ExponentialStep", epsilon=EXPONENTIAL_EQUAL_INTEGRAL_EPSILON, mu=3.5)),
+]
+for _name, _row, _step in _T7B:
+    _PRESETS[_name] = _then(
+        _PRESETS["cu_d"],
+        f"Table 7b row '{_row}': D with this h(t), normalised to the baseline integral 0.005/3",
+        step=_step,
+    )
+
+# --------------------------------------------------------------- Table 7c
+_PRESETS["t7c_identity"] = _then(
+    _PRESETS["cu_b"], "Table 7c row 'c(t) = t' (on row B; same as cu_b)")
+_PRESETS["t7c_linear_1000"] = _then(
+    _PRESETS["cu_b"], "Table 7c row 'c(t) = 1000t' (IMM's conditioning, on row B)",
+    conditioning=_spec("LinearTime", scale=1000.0))
+_PRESETS["t7c_exponential"] = _then(
+    _PRESETS["cu_b"],
+    "Table 7c row 'exponential' (printed e^{-3.5t}; c(t) = (exp(3.5 t) - 1) / 3.5, on row B; "
+    "same as cu_c)",
+    conditioning=_spec("ExponentialTime", mu=3.5))
+
+# --------------------------------------------------------------- Table 7d
+_PRESETS["t7d_no_curriculum"] = _then(
+    _PRESETS["vu_k"], "Table 7d row 'no curriculum' (row K; same as vu_k)")
+_PRESETS["t7d_curriculum"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7d row 'curriculum': K with epsilon starting at 0.5 and halving every 50K "
+    "iterations (appendix G.1)",
+    curriculum=_spec("EpsilonHalvingCurriculum", initial_epsilon=0.5, halve_every=50_000))
+
+# --------------------------------------------------------------- Table 7g
+_T7G = [
+    ("t7g_uniform", "Uniform", _UNIFORM),
+    ("t7g_sine_b0_1", "p_sine(t; 1, 0.1)", _spec("SineTime", a=1.0, b=0.1)),
+    ("t7g_sine_b0_01", "p_sine(t; 1, 0.01)", _spec("SineTime", a=1.0, b=0.01)),
+    ("t7g_sine_b0_001", "p_sine(t; 1, 0.001)", _spec("SineTime", a=1.0, b=0.001)),
+    ("t7g_cosh_a1_5_b0", "p_cosh(t; 1.5, 0)", _spec("CoshTime", a=1.5, b=0.0)),
+]
+for _name, _row, _dist in _T7G:
+    _PRESETS[_name] = _then(
+        _PRESETS["cu_d"],
+        f"Table 7g row '{_row}': D with this t-sampling density and importance weights",
+        time_sampler=_cu(_dist), importance_weighting=True,
+    )
+
+# --------------------------------------------------------------- Table 7i
+_PRESETS["t7i_no_mmd"] = _then(
+    _PRESETS["vu_k"], "Table 7i row 'group size 1 (w/o MMD)' (row K; same as vu_k)")
+_PRESETS["t7i_shared_time_mmd"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7i row 'group 2, shared time, sigma = inf': K with IMM's MMD (one (t, s) per "
+    "group, energy kernel, Eq. 5 points as in appendix G.1)",
+    loss=_spec("TimeAwareMMD", group_size=2, sigma=None, shared_time=True, form="eq5"))
+_PRESETS["t7i_time_aware_mmd"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7i row 'group 2, time-aware, sigma = 0.1' (row L; same as gcm_vu)",
+    loss=_spec("TimeAwareMMD", group_size=2, sigma=0.1))
+
+# --------------------------------------------------------------- Table 7j
+_PRESETS["t7j_finite_difference"] = _then(
+    _PRESETS["vu_k"], "Table 7j row 'finite difference' (row K; same as vu_k)")
+_PRESETS["t7j_analytic"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7j row 'analytic': K with the continuous-time loss (Eq. 6) through keras.ops JVP",
+    jvp="analytic")
+
+# ------------------------------------------------ the paper's CIFAR-10 FIDs
+_PAPER_FID = {
+    "cu_a_baseline": (6.40, 4.28), "cu_b": (5.73, 4.40), "cu_c": (5.75, 4.31),
+    "cu_d": (3.02, 2.24), "cu_e": (2.91, 2.20), "gcm_cu": (2.91, 2.19),
+    "vu_g_baseline": (6.59, 4.27), "vu_h": (5.50, 4.10), "vu_i": (5.49, 4.06),
+    "vu_j": (2.94, 2.15), "vu_k": (2.91, 2.15), "gcm_vu": (2.86, 2.11),
+    "ect_like": None, "imm_like": None,
+    "t7b_constant": (4.62, 2.50), "t7b_edm": (3.29, 2.24), "t7b_ect": (3.20, 2.27),
+    "t7b_imm": (3.35, 2.43), "t7b_linear_decrease": (3.08, 2.26),
+    "t7b_quadratic_decrease": (3.34, 2.43), "t7b_cubic_decrease": (3.46, 2.65),
+    "t7b_quadratic_increase": (9.09, 3.08), "t7b_quadratic_concave": (3.38, 2.28),
+    "t7b_quadratic_convex": (6.83, 2.75), "t7b_exponential_decrease": (3.03, 2.26),
+    "t7c_identity": (5.73, 4.42), "t7c_linear_1000": (8.59, 7.05),
+    "t7c_exponential": (5.75, 4.31),
+    "t7d_no_curriculum": (2.91, 2.15), "t7d_curriculum": (3.12, 2.25),
+    "t7g_uniform": (3.02, 2.24), "t7g_sine_b0_1": (2.94, 2.21),
+    "t7g_sine_b0_01": (2.91, 2.20), "t7g_sine_b0_001": (2.92, 2.20),
+    "t7g_cosh_a1_5_b0": (2.93, 2.23),
+    "t7i_no_mmd": (2.91, 2.15), "t7i_shared_time_mmd": (2.91, 2.16),
+    "t7i_time_aware_mmd": (2.86, 2.11),
+    "t7j_finite_difference": (2.91, 2.15), "t7j_analytic": (2.93, 2.18),
+}
+
 
 def list():  # noqa: A001 - the issue's public name
-    """Names of all presets.
+    """Names of all presets, in table order.
+
+    Returns:
+        A list of preset names (Table 2, Table 3, `ect_like`, `imm_like`,
+        then the Table 7 variants `t7b_*` ... `t7j_*`).
 
     Example:
 
@@ -106,8 +243,42 @@ def list():  # noqa: A001 - the issue's public name
     return [name for name in _PRESETS]
 
 
+def match(patterns):
+    """Preset names matching shell-style patterns, in table order, no repeats.
+
+    Args:
+        patterns: a name or pattern (`"t7b_*"`), or a list of them.
+
+    Returns:
+        A list of preset names.
+
+    Example:
+
+    >>> keras_gcm.presets.match(["cu_*", "gcm_cu"])
+    ['cu_a_baseline', 'cu_b', 'cu_c', 'cu_d', 'cu_e', 'gcm_cu']
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    names = []
+    for pattern in patterns:
+        found = [n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern)]
+        if not found:
+            raise ValueError(
+                f"No preset matches {pattern!r}. Available: {', '.join(_PRESETS)}."
+            )
+        names.extend(n for n in found if n not in names)
+    return names
+
+
 def get(name):
     """The preset's data (a deep copy): component specs and plain values.
+
+    Args:
+        name: a preset name from `list()`.
+
+    Returns:
+        A dict of `ConsistencyModel` constructor arguments (component specs
+        `[class_name, kwargs]` or plain values) and a `description`.
 
     Example:
 
@@ -120,8 +291,33 @@ def get(name):
 
 
 def describe(name):
-    """One-line description of a preset."""
+    """One-line description of a preset, naming its table cell.
+
+    Example:
+
+    >>> keras_gcm.presets.describe("cu_d")
+    'Table 2 D: C + Gamma loss weighting w(t) = t exp(-6 t)'
+    """
     return get(name)["description"]
+
+
+def paper_fid(name):
+    """CIFAR-10 FIDs `(1-step, 2-step)` the paper reports for a preset's cell.
+
+    Args:
+        name: a preset name.
+
+    Returns:
+        A tuple of two floats, or None for presets with no table cell
+        (`ect_like`, `imm_like`).
+
+    Example:
+
+    >>> keras_gcm.presets.paper_fid("gcm_cu")
+    (2.91, 2.19)
+    """
+    get(name)
+    return _PAPER_FID.get(name)
 
 
 def time_inputs(name):
@@ -138,9 +334,19 @@ def time_inputs(name):
 def build_component(spec):
     """Instantiates a `[class_name, kwargs]` spec (recursively).
 
+    Anything that is not a spec (a float, a string, None) is returned as is.
+
+    Args:
+        spec: a `[class_name, kwargs]` pair naming a registered `keras_gcm`
+            class, or a plain value.
+
+    Returns:
+        The object, or `spec` itself.
+
     Example:
 
-    >>> build_component(["SineTime", {"a": 1.0, "b": 0.01}])
+    >>> keras_gcm.presets.build_component(["SineTime", {"a": 1.0, "b": 0.01}])
+    <SineTime name=sine_time, built=False>
     """
     if isinstance(spec, (builtins.list, tuple)) and len(spec) == 2 and isinstance(spec[0], str) \
             and isinstance(spec[1], dict):
@@ -154,8 +360,15 @@ def build_component(spec):
 def components(name):
     """Constructor arguments of `ConsistencyModel` for a preset.
 
+    Args:
+        name: a preset name.
+
+    Returns:
+        A dict of built components and plain values (no `description`).
+
     Example:
 
+    >>> network = keras_gcm.networks.MLP(time_inputs=1)
     >>> kwargs = keras_gcm.presets.components("cu_a_baseline")
     >>> model = keras_gcm.ConsistencyModel(network, **kwargs)
     """

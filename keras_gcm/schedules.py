@@ -37,6 +37,16 @@ class DiscretizationStep(keras.layers.Layer):
     Args:
         epsilon: float, the scale of the step function.
         **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    A new discretisation only defines `h`; it then works everywhere a step
+    does (`ConsistencyModel(step=...)`, a preset, the curriculum):
+
+    >>> class SquareRootStep(keras_gcm.schedules.DiscretizationStep):
+    ...     def h(self, t, epsilon):
+    ...         return epsilon * keras.ops.sqrt(1.0 - t)
+    >>> SquareRootStep(epsilon=0.0025)(keras.ops.convert_to_tensor([0.0, 0.75]))  # [0.0025, 0.00125]
     """
 
     #: Equation number of the function in the paper's appendix C.3.
@@ -429,7 +439,17 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
 
 
 class TimeConditioning(keras.layers.Layer):
-    """Base class of the time conditionings `c(t)` fed to the network (Eq. 9)."""
+    """Base class of the time conditionings `c(t)` fed to the network (Eq. 9).
+
+    Subclasses implement `c(t)`; calling the layer evaluates it.
+
+    Example:
+
+    >>> class SquareTime(keras_gcm.schedules.TimeConditioning):
+    ...     def c(self, t):
+    ...         return t * t
+    >>> SquareTime()(keras.ops.convert_to_tensor([0.5]))  # [0.25]
+    """
 
     def c(self, t):
         raise NotImplementedError
@@ -504,4 +524,49 @@ class ExponentialTime(TimeConditioning):
     def get_config(self):
         config = super().get_config()
         config.update({"mu": self.mu})
+        return config
+
+
+@_register
+class LogSigmaTime(TimeConditioning):
+    """EDM's / ECT's noise conditioning in flow-matching time (Table 7c, ECT).
+
+    EDM (Karras et al., 2022, Table 1) and ECT feed the network
+    `c_noise(sigma) = ln(sigma) / 4`. With the noise level of time `t` taken
+    from Eq. 24, `sigma = sigma_d tan(pi t / 2)` (the mapping the paper uses
+    to translate EDM's and ECT's discretisations, Eq. 27-28), this is
+
+        c(t) = scale * ln(sigma_d * tan(pi t / 2)),   scale = 1/4.
+
+    It diverges (to -inf) at t = 0 and to +inf at t = 1; on the training
+    interval [0.006, 0.994] it spans about [-1.34, 0.99]. Times are clipped to
+    `[1e-6, 1 - 1e-6]` so that the ends stay finite.
+
+    Args:
+        sigma_data: float, `sigma_d` of Eq. 24 (default 0.5).
+        scale: float, the factor of the logarithm (EDM's 1/4).
+
+    Example:
+
+    >>> c = keras_gcm.schedules.LogSigmaTime()
+    >>> c(keras.ops.convert_to_tensor([0.5]))  # ln(0.5) / 4 = -0.1733
+    """
+
+    def __init__(self, sigma_data=0.5, scale=0.25, **kwargs):
+        super().__init__(**kwargs)
+        if not sigma_data > 0:
+            raise ValueError(f"`sigma_data` must be positive. Received: {sigma_data}")
+        if scale == 0:
+            raise ValueError("`scale` must be non-zero.")
+        self.sigma_data = float(sigma_data)
+        self.scale = float(scale)
+
+    def c(self, t):
+        t = ops.clip(t, 1e-6, 1.0 - 1e-6)
+        sigma = self.sigma_data * ops.tan(0.5 * math.pi * t)
+        return self.scale * ops.log(sigma)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"sigma_data": self.sigma_data, "scale": self.scale})
         return config

@@ -32,7 +32,22 @@ def _register(cls):
 
 
 def open_unit_interval(u):
-    """Clips uniform variates from [0, 1) into the open interval (0, 1)."""
+    """Clips uniform variates from [0, 1) into the open interval (0, 1).
+
+    A draw of exactly 0 would put `t` on `s` and make the loss 0/0; the clip
+    keeps every variate in `[1e-7, 1 - 1e-7]`.
+
+    Args:
+        u: a tensor of uniform variates.
+
+    Returns:
+        The clipped tensor.
+
+    Example:
+
+    >>> u = keras.ops.convert_to_tensor([0.0, 0.5])
+    >>> keras_gcm.time_sampling.open_unit_interval(u)  # [1e-07, 0.5]
+    """
     return ops.clip(u, _TINY, 1.0 - _TINY)
 
 
@@ -47,6 +62,19 @@ class TimeDistribution(keras.layers.Layer):
         seed: int or None, seed of the layer's `keras.random.SeedGenerator`
             used when `sample` is called without a seed.
         **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    A triangular density `p(q) = 2 q` needs `pdf`, `cdf` and `icdf`:
+
+    >>> class TriangularTime(keras_gcm.time_sampling.TimeDistribution):
+    ...     def pdf(self, q):
+    ...         return 2.0 * q
+    ...     def cdf(self, q):
+    ...         return q * q
+    ...     def icdf(self, u):
+    ...         return keras.ops.sqrt(u)
+    >>> q = TriangularTime(seed=0).sample((1000,))  # mean about 2/3
     """
 
     def __init__(self, seed=None, **kwargs):
@@ -329,10 +357,19 @@ class UniformPowerTime(TimeDistribution):
 class JointTimeSampler(keras.layers.Layer):
     """Base class of the joint (t, s) samplers on [t0, tT].
 
+    Subclasses implement `_sample(n, seed)` (returning `(t, s)`) and
+    `density(t, s)`; `ConstantUpperLimit` and `VariableUpperLimit` are the two
+    the paper uses.
+
     Args:
         t0: float, data end of the training interval (0.006).
         tT: float, noise end of the training interval (0.994).
         seed: int or None, seed of the sampler's `SeedGenerator`.
+
+    Example:
+
+    >>> sampler = keras_gcm.time_sampling.ConstantUpperLimit(seed=0)  # a JointTimeSampler
+    >>> t, s = sampler.sample(4, group_size=2)  # pairs share (t, s)
     """
 
     #: Whether the sampled upper limit s varies (VU) or is fixed at t0 (CU).

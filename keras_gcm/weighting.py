@@ -5,7 +5,17 @@ from keras import ops
 
 
 class LossWeighting(keras.layers.Layer):
-    """Base class of the loss weightings `w(t)`; call it on a tensor of times."""
+    """Base class of the loss weightings `w(t)`; call it on a tensor of times.
+
+    Subclasses implement `w(t)`.
+
+    Example:
+
+    >>> class LinearWeight(keras_gcm.weighting.LossWeighting):
+    ...     def w(self, t):
+    ...         return 1.0 - t
+    >>> LinearWeight()(keras.ops.convert_to_tensor([0.25]))  # [0.75]
+    """
 
     def w(self, t):
         raise NotImplementedError
