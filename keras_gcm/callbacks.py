@@ -242,13 +242,17 @@ class _PeriodicCallback(keras.callbacks.Callback):
     under JAX / PyTorch), and at an epoch end the JAX state is on the model.
     With a `steps_per_epoch` that divides N, the action happens exactly every
     N steps; otherwise at the first epoch end after each multiple of N.
+    `every_n_steps=None` (where a subclass allows it) acts at every epoch end.
     """
 
     async_safe = True
 
-    def __init__(self, every_n_steps):
+    def __init__(self, every_n_steps, allow_every_epoch=False):
         super().__init__()
-        self.every_n_steps = _check_every(every_n_steps)
+        if every_n_steps is None and allow_every_epoch:
+            self.every_n_steps = None
+        else:
+            self.every_n_steps = _check_every(every_n_steps)
         self._previous_step = None
 
     def on_train_begin(self, logs=None):
@@ -259,11 +263,19 @@ class _PeriodicCallback(keras.callbacks.Callback):
             # After every callback's on_train_begin (and so after a restore).
             self._previous_step = _optimizer_step(self.model)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _advance(self):
+        """(global step now, whether it passed a multiple of N since the last epoch end)."""
         step = _optimizer_step(self.model)
         previous = self._previous_step if self._previous_step is not None else 0
         self._previous_step = step
-        if step // self.every_n_steps > previous // self.every_n_steps:
+        due = self.every_n_steps is None or (
+            step // self.every_n_steps > previous // self.every_n_steps
+        )
+        return step, due
+
+    def on_epoch_end(self, epoch, logs=None):
+        step, due = self._advance()
+        if due:
             self.act(step, logs)
 
     def act(self, step, logs):
@@ -661,7 +673,7 @@ class StepIndexedBatches(keras.utils.PyDataset):
         return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-class ResumableCheckpoint(keras.callbacks.Callback):
+class ResumableCheckpoint(_PeriodicCallback):
     """Saves the whole training state so a stopped run continues the same trajectory.
 
     A checkpoint holds every model variable (the network's weights, the EMA
@@ -706,18 +718,15 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     """
 
     INDEX_FILE = "checkpoint.json"
-    async_safe = True
 
     def __init__(self, directory, every_n_steps=None, max_to_keep=2, restore=True,
                  verbose=1):
-        super().__init__()
+        super().__init__(every_n_steps, allow_every_epoch=True)
         self.directory = os.fspath(directory)
-        self.every_n_steps = None if every_n_steps is None else _check_every(every_n_steps)
         self.max_to_keep = _check_every(max_to_keep, "max_to_keep")
         self.restore_on_train_begin = bool(restore)
         self.verbose = int(verbose)
         self.restored_step = None
-        self._previous_step = None
         self._set_initial_epoch = False
 
     # -- reading -------------------------------------------------------------
@@ -866,7 +875,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     # -- callback hooks --------------------------------------------------------
     def on_train_begin(self, logs=None):
-        self._previous_step = None
+        super().on_train_begin(logs)
         self._set_initial_epoch = False
         if not self.restore_on_train_begin or self.read_index(self.directory) is None:
             return
@@ -882,18 +891,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.model._initial_epoch = step // steps_per_epoch
             self._set_initial_epoch = True
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._previous_step is None:
-            self._previous_step = _optimizer_step(self.model)
-
     def on_epoch_end(self, epoch, logs=None):
-        step = _optimizer_step(self.model)
-        previous = self._previous_step if self._previous_step is not None else 0
-        self._previous_step = step
+        _, due = self._advance()
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        due = self.every_n_steps is None or (
-            step // self.every_n_steps > previous // self.every_n_steps
-        )
         if due or last:
             self.save()
 
