@@ -118,6 +118,22 @@ def setup_distribution(args):
     return distribute.mirrored_strategy(count).scope()
 
 
+def preset_overrides(args):
+    """`ConsistencyModel.from_preset` overrides from a recipe's arguments.
+
+    `args.ema_decay` and `args.seed`, and with `args.epsilon` set, the
+    preset's discretisation with that epsilon (its other arguments kept).
+    """
+    from keras_gcm import presets
+
+    overrides = {"ema_decay": args.ema_decay, "seed": args.seed}
+    if getattr(args, "epsilon", None) is not None:
+        step_spec = presets.get(args.preset)["step"]
+        step_spec[1]["epsilon"] = args.epsilon
+        overrides["step"] = presets.build_component(step_spec)
+    return overrides
+
+
 def check_training_images(images, image_shape, name="training images"):
     """Raises a clear `ValueError` unless `images` is an `(N, *image_shape)` batch in [-1, 1].
 

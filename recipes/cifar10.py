@@ -246,12 +246,8 @@ def build_model(args):
     from keras_gcm import presets
 
     network = build_network(args, presets.time_inputs(args.preset))
-    overrides = {"ema_decay": args.ema_decay, "seed": args.seed}
-    if args.epsilon is not None:
-        step_spec = presets.get(args.preset)["step"]
-        step_spec[1]["epsilon"] = args.epsilon
-        overrides["step"] = presets.build_component(step_spec)
-    model = keras_gcm.ConsistencyModel.from_preset(args.preset, network, **overrides)
+    model = keras_gcm.ConsistencyModel.from_preset(
+        args.preset, network, **_common.preset_overrides(args))
     model.compile(optimizer=keras_gcm.optimizers.RAdam(
         args.learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
         epsilon=args.adam_epsilon,
