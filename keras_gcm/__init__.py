@@ -1,6 +1,7 @@
 """keras_gcm: consistency models with the playbook of "A Guide to Training
 Consistency Models", in Keras 3 on JAX, TensorFlow or PyTorch."""
 
+from keras_gcm import augmentation
 from keras_gcm import callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConsistencyModel",
+    "augmentation",
     "callbacks",
     "data",
     "distribute",

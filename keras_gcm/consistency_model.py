@@ -84,7 +84,7 @@ def count_time_inputs(network):
     names = [
         p.name for p in params
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.name not in ("training", "mask", "class_labels")
+        and p.name not in ("training", "mask", "class_labels", "augment_labels")
     ]
     if len(names) in (2, 3):
         return len(names) - 1
@@ -93,6 +93,30 @@ def count_time_inputs(network):
         "`time_inputs` attribute (1 for CU models, 2 for VU models); its call "
         "must be `call(x, c_t)` or `call(x, c_t, c_s)`."
     )
+
+
+def _check_augment(augment, network):
+    """The `augment=` option: an AugmentPipe whose labels the network takes."""
+    if augment is None:
+        return None
+    from keras_gcm.augmentation import AugmentPipe
+
+    if isinstance(augment, dict):
+        augment = keras.saving.deserialize_keras_object(augment)
+    if not isinstance(augment, AugmentPipe):
+        raise TypeError(
+            "`augment` must be a keras_gcm.augmentation.AugmentPipe. "
+            f"Received: {augment!r}"
+        )
+    augment_dim = getattr(network, "augment_dim", None)
+    if augment_dim != augment.label_dim:
+        raise ValueError(
+            f"`augment` returns {augment.label_dim} augmentation labels, but the "
+            f"network takes augment_dim={augment_dim}: build it with "
+            f"`augment_dim={augment.label_dim}` (e.g. "
+            f"`SongUNet.ddpmpp(augment_dim={augment.label_dim})`)."
+        )
+    return augment
 
 
 def _is_functional(network):
@@ -151,6 +175,12 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         jvp: "finite_difference" (discrete-time loss, default) or "analytic"
             (continuous-time loss of Eq. 6 through `keras.ops.jvp`).
         seed: int or None, seed of the noise generator.
+        augment: optional `keras_gcm.augmentation.AugmentPipe` (EDM's
+            augmentation, the paper's Table 9 configuration). As EDM's loss
+            does, each training batch is augmented before it is noised and
+            the student and the teacher get its augmentation labels
+            (`augment_labels=`; the network needs `augment_dim` equal to the
+            pipe's `label_dim`); sampling passes no labels (zero).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -178,6 +208,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         ema_warmup=True,
         jvp="finite_difference",
         seed=None,
+        augment=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -250,6 +281,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         self.ema_warmup = bool(ema_warmup)
         self.jvp = jvp
         self.seed = seed
+        self.augment = _check_augment(augment, network)
         self.noise_seed_generator = keras.random.SeedGenerator(seed)
         self.h_tracker = keras.metrics.Mean(name="mean_h")
         self._network_seed_generators = None
@@ -331,18 +363,22 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             )
 
     # --------------------------------------------------------- the network
-    def _call_network(self, x, c_t, c_s, class_labels, training, values=None):
+    def _call_network(self, x, c_t, c_s, class_labels, training, values=None,
+                      augment_labels=None):
         args = [x, c_t] + ([c_s] if self.time_inputs == 2 else [])
         kwargs = {"training": training}
         if class_labels is not None:
             kwargs["class_labels"] = class_labels
+        if augment_labels is not None:
+            kwargs["augment_labels"] = augment_labels
         call_args = (args,) if _is_functional(self.network) else tuple(args)
         if values is None:
             return self.network(*call_args, **kwargs)
         out, _ = self.network.stateless_call(values[0], values[1], *call_args, **kwargs)
         return out
 
-    def f(self, x_t, t, s, class_labels=None, training=False, values=None):
+    def f(self, x_t, t, s, class_labels=None, training=False, values=None,
+          augment_labels=None):
         """`f(x_t, t, s) = c_out(t) F(c_in(t) x_t, c(t), c(s))` (section 3.1).
 
         Args:
@@ -352,6 +388,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             training: bool, dropout on or off.
             values: optional `(trainable, non_trainable)` network weight
                 values to evaluate with (e.g. the EMA weights).
+            augment_labels: optional augmentation labels passed to the
+                network (training with `augment=`; None at sampling).
         """
         x_t = ops.convert_to_tensor(x_t, "float32")
         t = ops.convert_to_tensor(t, "float32")
@@ -360,7 +398,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         x_in = self.interpolant.c_in(te) * x_t
         c_t = self.conditioning.c(t)
         c_s = self.conditioning.c(s) if self.time_inputs == 2 else None
-        out = self._call_network(x_in, c_t, c_s, class_labels, training, values)
+        out = self._call_network(
+            x_in, c_t, c_s, class_labels, training, values, augment_labels
+        )
         return self.interpolant.c_out(te) * ops.cast(out, "float32")
 
     def g(self, x_t, t, s, class_labels=None, training=False, values=None):
@@ -473,6 +513,10 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if not self.built:
             self.build(x.shape)
         self._check_batch(x)
+        aug = None
+        if self.augment is not None and training:
+            # EDM's loss: augment the clean batch, condition on its labels.
+            x, aug = self.augment(x)
         batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
         if z is None:
             # Multi-device: under tf.distribute every replica draws the global
@@ -513,19 +557,21 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         snapshot = self._rng_snapshot()
         if self.jvp == "finite_difference":
             x_r = x_t + _expand(r - t, x_t) * u_t
-            f_t = self.f(x_t, t, s, class_labels, training)
+            f_t = self.f(x_t, t, s, class_labels, training, augment_labels=aug)
             self._rng_restore(snapshot)
-            f_r = ops.stop_gradient(self.f(x_r, r, s, class_labels, training))
+            f_r = ops.stop_gradient(
+                self.f(x_r, r, s, class_labels, training, augment_labels=aug)
+            )
             y_pred, target, scale = loss_fn.terms(x_t, x_r, u_t, f_t, f_r, t, r, s)
         else:
             def f_of(x_in, t_in):
-                return self.f(x_in, t_in, s, class_labels, training)
+                return self.f(x_in, t_in, s, class_labels, training, augment_labels=aug)
 
             _, dfdt = backend_jvp(
                 f_of, (ops.stop_gradient(x_t), t), (u_t, ops.ones_like(t))
             )
             self._rng_restore(snapshot)
-            f_t = self.f(x_t, t, s, class_labels, training)
+            f_t = self.f(x_t, t, s, class_labels, training, augment_labels=aug)
             y_pred, target, scale = loss_fn.continuous_terms(u_t, f_t, dfdt, t, s)
 
         loss = loss_fn(
@@ -768,13 +814,14 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             "ema_warmup": self.ema_warmup,
             "jvp": self.jvp,
             "seed": self.seed,
+            "augment": ser(self.augment) if self.augment is not None else None,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         for key in ("network", "interpolant", "step", "conditioning", "weighting",
-                    "time_sampler", "loss", "curriculum"):
+                    "time_sampler", "loss", "curriculum", "augment"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

@@ -1,8 +1,17 @@
 """Networks F(x, c_t[, c_s]) for consistency models."""
 
 from keras_gcm.networks.ddpmpp import SongUNet
+from keras_gcm.networks.edm_checkpoint import edm_state_dict_shapes
+from keras_gcm.networks.edm_checkpoint import load_edm_state_dict
 from keras_gcm.networks.embeddings import FourierEmbedding
 from keras_gcm.networks.embeddings import PositionalEmbedding
 from keras_gcm.networks.mlp import MLP
 
-__all__ = ["MLP", "FourierEmbedding", "PositionalEmbedding", "SongUNet"]
+__all__ = [
+    "MLP",
+    "FourierEmbedding",
+    "PositionalEmbedding",
+    "SongUNet",
+    "edm_state_dict_shapes",
+    "load_edm_state_dict",
+]

@@ -814,6 +814,12 @@ class SongUNet(keras.Model):
         resample_filter: list of FIR taps, `[1, 1]` (DDPM++) or
             `[1, 3, 3, 1]` (NCSN++).
         time_inputs: 1 (one time input `c_t`) or 2 (`c_t` and `c_s`).
+        augment_dim: int, number of augmentation labels the network is
+            conditioned on (EDM's `augment_dim`; 9 for
+            `keras_gcm.augmentation.AugmentPipe`'s CIFAR-10 setting), 0 for
+            none. As EDM, a bias-free linear map `map_augment` of the labels
+            is added to the noise embedding; no labels (what the samplers
+            pass) means the zero labels, "not augmented".
         seed: int or None, seed of the dropout masks, label dropout and
             Fourier frequencies (None: drawn from NumPy's global generator,
             then fixed in the config).
@@ -853,6 +859,7 @@ class SongUNet(keras.Model):
         time_inputs=1,
         seed=None,
         input_range=(-1.0, 1.0),
+        augment_dim=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -904,6 +911,10 @@ class SongUNet(keras.Model):
         ):
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1. Received: {value}")
+        if int(augment_dim) < 0:
+            raise ValueError(
+                f"`augment_dim` must be >= 0. Received: {augment_dim}"
+            )
         if int(label_dim) < 0:
             raise ValueError(f"`label_dim` must be >= 0. Received: {label_dim}")
         for name, value in (("dropout", dropout), ("label_dropout", label_dropout)):
@@ -932,6 +943,7 @@ class SongUNet(keras.Model):
         self.decoder_type = decoder_type
         self.resample_filter = [float(v) for v in resample_filter]
         self.time_inputs = int(time_inputs)
+        self.augment_dim = int(augment_dim)
         self.seed = int(seed)
 
         emb_channels = self.model_channels * self.channel_mult_emb
@@ -962,6 +974,16 @@ class SongUNet(keras.Model):
         self.map_label = (
             dense(noise_channels, "map_label") if self.label_dim else None
         )
+        self.map_augment = None
+        if self.augment_dim:
+            # EDM: Linear(augment_dim, noise_channels, bias=False).
+            self.map_augment = keras.layers.Dense(
+                noise_channels,
+                use_bias=False,
+                kernel_initializer=_xavier_uniform(1.0),
+                dtype="float32",
+                name="map_augment",
+            )
         self.map_layer0 = dense(emb_channels, "map_layer0")
         self.map_layer1 = dense(emb_channels, "map_layer1")
         if self.time_inputs == 2:
@@ -1219,6 +1241,8 @@ class SongUNet(keras.Model):
         emb_shape = (batch, self.emb_channels)
         if self.map_label is not None:
             self.map_label.build((batch, self.label_dim))
+        if self.map_augment is not None:
+            self.map_augment.build((batch, self.augment_dim))
         self.map_layer0.build(noise_shape)
         self.map_layer1.build(emb_shape)
         if self.time_inputs == 2:
@@ -1255,7 +1279,8 @@ class SongUNet(keras.Model):
                 x_shape = layer.compute_output_shape(x_shape)
         self.built = True
 
-    def __call__(self, x, c_t, c_s=None, class_labels=None, **kwargs):
+    def __call__(self, x, c_t, c_s=None, class_labels=None, augment_labels=None,
+                 **kwargs):
         # Inputs are not auto-cast (see __init__); make array-likes tensors so
         # that Keras' call machinery accepts them, keeping their dtypes.
         def as_tensor(value):
@@ -1270,6 +1295,7 @@ class SongUNet(keras.Model):
             as_tensor(c_t),
             as_tensor(c_s),
             as_tensor(class_labels),
+            augment_labels=as_tensor(augment_labels),
             **kwargs,
         )
 
@@ -1310,7 +1336,8 @@ class SongUNet(keras.Model):
             labels = labels * ops.cast(keep, "float32")
         return labels * math.sqrt(self.label_dim)
 
-    def call(self, x, c_t, c_s=None, class_labels=None, training=None):
+    def call(self, x, c_t, c_s=None, class_labels=None, training=None,
+             augment_labels=None):
         """Runs the network.
 
         Args:
@@ -1322,6 +1349,9 @@ class SongUNet(keras.Model):
                 `(B, label_dim)` one-hot rows; only with `label_dim > 0`
                 (None then means "no label", the zero vector).
             training: bool, dropout and label dropout are active when True.
+            augment_labels: None or `(B, augment_dim)` augmentation labels
+                (`keras_gcm.augmentation.AugmentPipe`); only with
+                `augment_dim > 0` (None means the zero labels).
 
         Returns:
             `(B, H, W, out_channels)` in the compute dtype.
@@ -1342,6 +1372,21 @@ class SongUNet(keras.Model):
                 "This SongUNet is unconditional (`label_dim=0`) and takes no "
                 "`class_labels`."
             )
+        if augment_labels is not None and self.map_augment is None:
+            raise ValueError(
+                "This SongUNet was built without augmentation labels "
+                "(`augment_dim=0`) and takes no `augment_labels`; build it with "
+                "`augment_dim=9` (EDM's AugmentPipe labels) to condition on them."
+            )
+        if augment_labels is not None and (
+            len(augment_labels.shape) != 2
+            or augment_labels.shape[-1] != self.augment_dim
+        ):
+            raise ValueError(
+                f"SongUNet expects `augment_labels` of shape (batch, "
+                f"{self.augment_dim}) (`augment_dim`). Received shape "
+                f"{tuple(augment_labels.shape)}."
+            )
         x = ops.cast(x, self.compute_dtype)
         batch_size = ops.shape(x)[0]
 
@@ -1351,6 +1396,8 @@ class SongUNet(keras.Model):
             emb = emb + self.map_label(
                 self._label_embedding_input(class_labels, batch_size, training)
             )
+        if augment_labels is not None:
+            emb = emb + self.map_augment(ops.cast(augment_labels, "float32"))
         emb = self.map_layer1(ops.silu(self.map_layer0(emb)))
         if self.time_inputs == 2:
             emb_s = self._embed_times(c_s, "c_s")
@@ -1394,7 +1441,8 @@ class SongUNet(keras.Model):
                 x = layer(x, emb, training=training)
         return aux
 
-    def compute_output_spec(self, x, c_t, c_s=None, class_labels=None, training=None):
+    def compute_output_spec(self, x, c_t, c_s=None, class_labels=None, training=None,
+                            augment_labels=None):
         shape = tuple(x.shape[:3]) + (self.out_channels,)
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
@@ -1419,6 +1467,7 @@ class SongUNet(keras.Model):
                 "decoder_type": self.decoder_type,
                 "resample_filter": list(self.resample_filter),
                 "time_inputs": self.time_inputs,
+                "augment_dim": self.augment_dim,
                 "seed": self.seed,
                 "input_range": (
                     None if self.input_range is None else list(self.input_range)

@@ -71,10 +71,12 @@ class FourierEmbedding(keras.layers.Layer):
     """Random Fourier features of a scalar per example (NCSN++).
 
     Returns `[sin(2 pi x w), cos(2 pi x w)]` with fixed frequencies
-    `w ~ N(0, scale^2)` (`num_channels // 2` of them). The frequencies are a
-    constant drawn from `seed` (EDM keeps them in a non-parameter buffer), so
-    they are not weights and a layer rebuilt from its config has the same
-    ones. Always computed in float32.
+    `w ~ N(0, scale^2)` (`num_channels // 2` of them). The frequencies are
+    drawn from `seed` and kept in a non-trainable weight `frequencies` (EDM
+    keeps them in a non-parameter buffer, `freqs`): a layer rebuilt from its
+    config draws the same ones, and frequencies loaded from elsewhere (e.g.
+    an EDM checkpoint, `keras_gcm.networks.load_edm_state_dict`) are saved
+    and restored with the weights. Always computed in float32.
 
     Args:
         num_channels: int, even embedding size.
@@ -101,13 +103,18 @@ class FourierEmbedding(keras.layers.Layer):
         self.scale = float(scale)
         self.seed = int(seed)
         rng = np.random.default_rng(self.seed)
-        self.frequencies = rng.standard_normal(self.num_channels // 2) * self.scale
+        initial = rng.standard_normal(self.num_channels // 2) * self.scale
+        self.frequencies = self.add_weight(
+            shape=(self.num_channels // 2,),
+            initializer=keras.initializers.Constant(initial.astype("float32")),
+            trainable=False,
+            dtype="float32",
+            name="frequencies",
+        )
 
     def call(self, x):
         x = ops.cast(x, "float32")
-        freqs = ops.convert_to_tensor(
-            (2.0 * np.pi * self.frequencies).astype("float32")
-        )
+        freqs = ops.cast(self.frequencies, "float32") * (2.0 * np.pi)
         args = x[:, None] * freqs[None, :]
         return ops.concatenate([ops.sin(args), ops.cos(args)], axis=-1)
 
