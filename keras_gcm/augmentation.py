@@ -219,13 +219,16 @@ class AugmentPipe(_BaseLayer):
 
     def call(self, images):
         ops, random = self._ops()
-        self._ops_ns, self._random = ops, random
         backend = getattr(self, "backend", None)
-        self._seed = (
+        seed = (
             self._get_seed_generator(backend._backend)
             if backend is not None and hasattr(self, "_get_seed_generator")
             else self.generator
         )
+        # Plain attributes for the draw methods (not Keras-tracked state).
+        object.__setattr__(self, "_ops_ns", ops)
+        object.__setattr__(self, "_random", random)
+        object.__setattr__(self, "_seed", seed)
         images = ops.cast(images, "float32")
         if len(images.shape) != 4:
             raise ValueError(

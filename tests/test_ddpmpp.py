@@ -71,8 +71,11 @@ def test_parameter_counts_match_edm():
     del ddpmpp
     ncsnpp = SongUNet.ncsnpp(img_resolution=32, in_channels=3)
     ncsnpp.build((None, 32, 32, 3))
-    assert ncsnpp.count_params() == 56_395_523
-    assert not ncsnpp.non_trainable_weights
+    # The 128 Fourier frequencies (EDM's `freqs` buffer) are a non-trainable
+    # weight, so that loaded values are saved.
+    assert sum(int(np.prod(v.shape)) for v in ncsnpp.trainable_weights) == 56_395_523
+    assert [v.path.split("/")[-1] for v in ncsnpp.non_trainable_weights] == ["frequencies"]
+    assert ncsnpp.count_params() == 56_395_523 + 128
 
 
 def test_second_time_input_adds_one_two_layer_mlp():

@@ -1185,7 +1185,7 @@ class SongUNet(keras.Model):
 
         >>> net = SongUNet.ncsnpp(img_resolution=32, in_channels=3)
         >>> net.build((None, 32, 32, 3))
-        >>> net.count_params()
+        >>> sum(int(np.prod(v.shape)) for v in net.trainable_weights)
         56395523
         """
         config = dict(
