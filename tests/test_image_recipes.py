@@ -120,6 +120,11 @@ def test_cifar10_smoke_runs_checkpoints_and_resumes(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # one row per epoch, both runs
     assert all(np.isfinite(float(r["loss"])) for r in rows)
     assert second["grids"] == [os.path.join("grids", "samples_one_step_00000002.png")]
+    # --smoke also ran the Table 9 configuration (EDM augmentation 0.12).
+    assert first["augment"] == 0.0 and first["table9"]["augment"] == 0.12
+    assert second["table9"]["steps"] == 2 and second["table9"]["resumed_from_step"] == 1
+    loaded = keras.saving.load_model(out / "table9" / "model.keras")
+    assert loaded.augment.p == 0.12 and loaded.network.augment_dim == 9
 
 
 def test_cifar10_missing_fid_files_fail_before_training(tmp_path):
@@ -161,3 +166,25 @@ def test_cifar10_precision_scope_sets_and_restores_the_policy():
     with pytest.raises(ValueError, match="precision"):
         with cifar10_recipe.precision_scope("fp8", backend):
             pass
+
+
+def test_cifar10_table8_and_table9_configurations_and_network_flag(capsys):
+    table8 = cifar10_recipe.parse_args([])
+    assert (table8.batch_size, table8.augment, table8.xflip) == (512, 0.0, True)
+    table9 = cifar10_recipe.parse_args(["--batch-size", "1024", "--augment", "0.12"])
+    assert (table9.batch_size, table9.augment, table9.xflip) == (1024, 0.12, True)
+    smoke9 = cifar10_recipe.parse_args(["--smoke", "--augment", "0.12"])
+    model = cifar10_recipe.build_model(smoke9)
+    assert model.augment.p == 0.12 and model.augment.label_dim == 9
+    assert model.network.augment_dim == 9 and model.network.embedding_type == "positional"
+    assert cifar10_recipe.build_model(cifar10_recipe.parse_args(["--smoke"])).augment is None
+    ncsnpp = cifar10_recipe.build_network(
+        cifar10_recipe.parse_args(["--smoke", "--network", "ncsnpp"]), time_inputs=1)
+    assert (ncsnpp.embedding_type, ncsnpp.encoder_type) == ("fourier", "residual")
+    with pytest.raises(SystemExit):
+        cifar10_recipe.parse_args(["--augment", "1.5"])
+    assert "--augment must be a probability in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cifar10_recipe.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse rewraps lines
+    assert "Table 8" in help_text and "--batch-size 1024 --augment 0.12" in help_text
