@@ -31,6 +31,8 @@ SYM6 = (
     0.04472490177066578, 0.0017677118642428036, -0.007800708325034148,
 )
 
+__all__ = ["AugmentPipe"]
+
 _PROBABILITIES = (
     "xflip", "yflip", "rotate_int", "translate_int", "scale", "rotate_frac",
     "aniso", "translate_frac", "brightness", "contrast", "lumaflip", "hue",

@@ -216,22 +216,26 @@ def test_the_model_augments_in_the_loss_and_samples_without_labels():
 
 
 def test_augmented_training_learns_on_digits():
+    # 200 steps of GCM-CU with EDM's augmentation (p = 0.12) on 8x8 digits:
+    # the 1-step Frechet digits distance falls from ~262 (untrained) to ~72
+    # (JAX, seed 0); the test asks for less than half the untrained value.
     from keras_gcm.data.images import digits
     from keras_gcm.metrics.digits import frechet_digits_distance
 
+    keras.utils.set_random_seed(0)
     x = digits("train")
     net = keras_gcm.networks.SongUNet(
-        img_resolution=8, in_channels=1, model_channels=16, channel_mult=[1, 2],
+        img_resolution=8, in_channels=1, model_channels=16, channel_mult=[1],
         num_blocks=1, attn_resolutions=[], dropout=0.0, augment_dim=9, seed=0,
     )
     model = keras_gcm.ConsistencyModel.from_preset(
         "gcm_cu", net, ema_decay=0.99, augment=AugmentPipe(p=0.12, seed=0), seed=0
     )
-    model.compile(optimizer=keras_gcm.optimizers.RAdam(2e-3))
+    model.compile(optimizer=keras_gcm.optimizers.RAdam(3e-3))
     model.build((None, 8, 8, 1))
     before = frechet_digits_distance(keras_gcm.samplers.one_step(model, 500, seed=1))
-    steps = 40
-    model.fit(np.concatenate([x, x])[: steps * 64], batch_size=64, epochs=1,
-              verbose=0, shuffle=True)
+    steps, batch = 200, 32
+    data = np.concatenate([x] * (steps * batch // len(x) + 1))[: steps * batch]
+    model.fit(data, batch_size=batch, epochs=1, verbose=0, shuffle=True)
     after = frechet_digits_distance(keras_gcm.samplers.one_step(model, 500, seed=1))
-    assert after < 0.6 * before, (before, after)
+    assert after < 0.5 * before, (before, after)
