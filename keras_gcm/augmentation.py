@@ -96,10 +96,21 @@ class AugmentPipe(_BaseLayer):
     Args:
         p: float in [0, 1], the overall augmentation probability (EDM's
             `--augment`, 0.12 for the paper's Table 9 configuration).
-        xflip, yflip, rotate_int, translate_int, scale, rotate_frac, aniso,
-            translate_frac, brightness, contrast, lumaflip, hue, saturation:
-            non-negative probability multipliers of each transform (0 turns a
-            transform and its labels off).
+        xflip: probability multiplier of x-flips (each transform fires with
+            probability `min(1, multiplier * p)`; 0 turns it and its labels
+            off). EDM's CIFAR-10 setting uses 1e8: always.
+        yflip: multiplier of y-flips.
+        rotate_int: multiplier of 90-degree rotations.
+        translate_int: multiplier of integer translations.
+        scale: multiplier of isotropic scaling.
+        rotate_frac: multiplier of arbitrary rotations.
+        aniso: multiplier of anisotropic scaling.
+        translate_frac: multiplier of fractional translations.
+        brightness: multiplier of brightness changes.
+        contrast: multiplier of contrast changes.
+        lumaflip: multiplier of luma flips.
+        hue: multiplier of hue rotations.
+        saturation: multiplier of saturation changes.
         translate_int_max: integer translation range, relative to the size.
         scale_std: log2 standard deviation of isotropic scaling.
         rotate_frac_max: fractional rotation range, 1 = full circle.
