@@ -222,6 +222,7 @@ class ConsistencyTrainer:
                 f"size {group}; use drop_remainder=True or a batch size "
                 f"that is a multiple of {group}.{where}",
             )
+        saved = self._save_guarded_state()
         with tf.GradientTape() as tape:
             with replica_dropout_seeds(self._dropout_seed_generators()):
                 loss, aux = self.compute_consistency_loss(
@@ -238,4 +239,18 @@ class ConsistencyTrainer:
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply(grads, weights)
         self._ema_update()
-        return self._update_trackers(unscale_loss_for_distribution(loss), aux)
+        # A non-finite step keeps the previous weights, moments and EMA.
+        finite = self._skip_non_finite(loss, grads, saved)
+        logs = self._update_trackers(unscale_loss_for_distribution(loss), aux, finite)
+        return self._skip_logs(logs, [c.value for c in self._skip_counters()])
+
+    def _all_replicas_finite(self, finite):
+        """Under tf.distribute a step is skipped on every replica if any
+        replica's loss is non-finite (the weights stay in sync)."""
+        replica = replica_context()
+        if replica is None:
+            return finite
+        bad = replica[2].all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)
+        )
+        return tf.equal(bad, 0.0)
