@@ -26,6 +26,8 @@ from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
 from keras_gcm.validation import check_seed
+from keras_gcm.validation import network_takes_labels
+from keras_gcm.validation import peek_first_batch
 
 JVP_MODES = ("finite_difference", "analytic")
 # Smallest step epsilon for a finite-difference loss with a bf16/fp16 network
@@ -764,26 +766,45 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, plus input checks and a non-finite-loss guard.
 
-        Arrays are checked before training starts (finite values, the data
-        shape, batches that divide into MMD groups); training stops with an
-        error that names the step if the loss becomes NaN or infinite.
+        Before any training step, arrays and the first batch of a pipeline
+        (tf.data, PyDataset, generator; read without consuming the data) are
+        checked: not empty, finite values, the data shape and value range the
+        network declares, batches that divide into MMD groups, and labels only
+        for a class-conditional network. A non-finite step is skipped inside
+        the compiled step; after `NonFiniteLossGuard.max_consecutive_skips`
+        of them in a row, `fit` raises `NonFiniteLossError` naming the first,
+        with the model holding the last finite state.
         """
         bound = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs)
         arguments = bound.arguments
         x = arguments.get("x")
+        if x is None:
+            raise ValueError(
+                "fit needs training data: pass `x` (an array of shape "
+                "(num_examples, ...data dims), a tf.data.Dataset, a PyDataset "
+                "or a generator of batches)."
+            )
+        # Pipelines (tf.data, PyDataset, generators): check the first batch as
+        # arrays are checked, without consuming the user's data.
+        peeked = peek_first_batch(x)
         first_batch = None
-        if isinstance(x, keras.utils.PyDataset):
-            # A PyDataset (e.g. keras_gcm.callbacks.StepIndexedBatches): check
-            # its first batch. (Arrays are checked whole below.)
-            first_batch = x[0]
-            if isinstance(first_batch, (list, tuple)):
-                first_batch = first_batch[0]
-            first_batch = np.asarray(first_batch)
-            self._validate_array(first_batch, None, single_batch=True)
-        elif x is not None and not hasattr(x, "element_spec") and not callable(
-            getattr(x, "__next__", None)
-        ):
+        has_labels = arguments.get("y") is not None
+        if peeked is not None:
+            first_batch, pipeline_labels, arguments["x"] = peeked
+            has_labels = has_labels or pipeline_labels
+            if first_batch is not None:
+                self._validate_array(first_batch, None, single_batch=True)
+        elif not isinstance(x, (dict, list, tuple)):
             self._validate_array(x, arguments.get("batch_size"))
+        if has_labels and not network_takes_labels(self.network):
+            raise ValueError(
+                f"fit received class labels (`y`, or labels in the data set's "
+                f"elements), but the network {type(self.network).__name__} takes "
+                "none (no `class_labels` argument, or label_dim=0). A "
+                "ConsistencyModel needs no targets: call fit(x) without y, or "
+                "use a class-conditional network (e.g. SongUNet(label_dim=10))."
+            )
+        x = arguments["x"]
         if not self.built:
             shape = _data_shape_of(x) if first_batch is None else (
                 (None,) + tuple(first_batch.shape[1:]))
@@ -812,6 +833,11 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if isinstance(x, (dict, list, tuple)):
             return
         arr = np.asarray(x)
+        if arr.ndim >= 1 and arr.shape[0] == 0:
+            raise ValueError(
+                f"The training data are empty: an array of shape {arr.shape} (0 "
+                "examples). Pass at least one batch of examples."
+            )
         if arr.ndim < 2:
             raise ValueError(
                 f"Expected training data of shape (num_examples, ...data dims); got "

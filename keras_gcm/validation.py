@@ -107,3 +107,116 @@ def _suggestion(value):
         return str(int(float(value)))
     except (TypeError, ValueError):
         return "4"
+
+
+def _split(element):
+    """`(x, has_labels)` of one pipeline element: `x`, `(x,)`, `(x, y[, w])`."""
+    if isinstance(element, dict):
+        return None, False
+    if isinstance(element, (tuple, list)):
+        has_labels = len(element) > 1 and element[1] is not None
+        return element[0], has_labels
+    return element, False
+
+
+def peek_first_batch(x):
+    """The first batch of a data pipeline, without consuming what the user passed.
+
+    * `tf.data.Dataset`: read through `x.take(1)` (the dataset is unchanged);
+    * `keras.utils.PyDataset`: `x[0]`;
+    * a Python generator: its first element is read and a generator that
+      yields it again, then the rest, is returned in place of `x`.
+
+    Args:
+        x: the `x` argument of `fit`.
+
+    Returns:
+        None if `x` is not a pipeline (arrays are checked whole), else
+        `(batch, has_labels, x)`: the first batch's data as a numpy array
+        (None for dict elements), whether its elements carry labels, and the
+        `x` to train on.
+
+    Raises:
+        ValueError: if the pipeline is empty.
+    """
+    import types
+
+    if hasattr(x, "element_spec") and hasattr(x, "take"):
+        elements = list(x.take(1))
+        if not elements:
+            raise ValueError(
+                "The training data set `x` is empty (a tf.data.Dataset with no "
+                "elements): check its source and any filter / take / batch "
+                "with drop_remainder=True on fewer examples than one batch."
+            )
+        batch, has_labels = _split(elements[0])
+        return _as_numpy(batch), has_labels, x
+    try:
+        import keras
+
+        is_py_dataset = isinstance(x, keras.utils.PyDataset)
+    except ImportError:  # pragma: no cover
+        is_py_dataset = False
+    if is_py_dataset:
+        if getattr(x, "num_batches", None) == 0:
+            raise ValueError(
+                f"The training data set `x` ({type(x).__name__}) is empty: its "
+                "length is 0 batches."
+            )
+        try:
+            element = x[0]
+        except IndexError:
+            raise ValueError(
+                f"The training data set `x` ({type(x).__name__}) is empty: "
+                "x[0] raised IndexError."
+            ) from None
+        batch, has_labels = _split(element)
+        return _as_numpy(batch), has_labels, x
+    if isinstance(x, types.GeneratorType):
+        try:
+            element = next(x)
+        except StopIteration:
+            raise ValueError(
+                "The training generator `x` is empty: it yielded no batch."
+            ) from None
+
+        def replay(first, rest):
+            yield first
+            yield from rest
+
+        batch, has_labels = _split(element)
+        return _as_numpy(batch), has_labels, replay(element, x)
+    return None
+
+
+def _as_numpy(batch):
+    if batch is None:
+        return None
+    import keras
+
+    if isinstance(batch, dict):
+        return None
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(batch))
+    except Exception:
+        return np.asarray(batch)
+
+
+def network_takes_labels(network):
+    """Whether `network` is class-conditional (takes `class_labels`).
+
+    A network with a `label_dim` attribute takes labels when it is > 0;
+    otherwise when its `call` has a `class_labels` argument.
+    """
+    import inspect
+
+    label_dim = getattr(network, "label_dim", None)
+    if label_dim is not None:
+        return bool(label_dim)
+    try:
+        parameters = inspect.signature(network.call).parameters
+    except (TypeError, ValueError):
+        return True
+    return "class_labels" in parameters or any(
+        p.kind == p.VAR_KEYWORD for p in parameters.values()
+    )
