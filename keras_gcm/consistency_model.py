@@ -444,7 +444,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             raise ValueError(
                 f"The batch size ({batch}) must be divisible by the MMD group size "
                 f"({group}): choose a batch size that is a multiple of {group}"
-                " (and drop the remainder of a tf.data pipeline)."
+                " (and drop the remainder of a tf.data pipeline: "
+                ".batch(n, drop_remainder=True))."
             )
 
     def _check_times(self, t, s):
