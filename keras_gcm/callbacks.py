@@ -971,6 +971,18 @@ class ResumableCheckpoint(_PeriodicCallback):
         for i, v in enumerate(optimizer_vars):
             arrays[f"optimizer_{i:06d}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
         arrays.update(self._torch_rng_arrays())
+        return self._write(step, arrays, {
+            "backend": keras.backend.backend(),
+            "model_variables": [[v.path, list(v.shape), str(v.dtype)] for v in model_vars],
+            "optimizer_variables": [
+                [v.path, list(v.shape), str(v.dtype)] for v in optimizer_vars
+            ],
+        })
+
+    def _write(self, step, arrays, metadata):
+        """Writes `arrays` as the checkpoint of `step` (atomically: a temporary
+        file renamed into place, then the index); returns its path, or None
+        (nothing written) if an array holds a non-finite value."""
         bad = [
             k for k, a in arrays.items()
             if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a))
@@ -997,11 +1009,7 @@ class ResumableCheckpoint(_PeriodicCallback):
             "step": step,
             "latest": name,
             "files": files[-self.max_to_keep:],
-            "backend": keras.backend.backend(),
-            "model_variables": [[v.path, list(v.shape), str(v.dtype)] for v in model_vars],
-            "optimizer_variables": [
-                [v.path, list(v.shape), str(v.dtype)] for v in optimizer_vars
-            ],
+            **metadata,
         }
         temporary = os.path.join(self.directory, f".{self.INDEX_FILE}.{os.getpid()}.tmp")
         with open(temporary, "w") as f:

@@ -1,5 +1,7 @@
 """A residual MLP for vector data (the toy 2-D recipes)."""
 
+import zlib
+
 import keras
 
 from keras_gcm.validation import check_float, check_int, check_seed
@@ -24,8 +26,10 @@ class MLP(keras.layers.Layer):
         embedding_dim: int, width of the time embedding (default 128).
         time_inputs: 1 (CU) or 2 (VU).
         dropout: float, dropout rate inside the blocks.
-        seed: int, seed of the dropout layers (explicit, so the teacher pass
-            can replay the student's mask on every backend).
+        seed: int >= 0, seed of the initial weights and of the dropout layers
+            (explicit, so the teacher pass can replay the student's mask on
+            every backend, and the same arguments give the same network in
+            any process).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -51,7 +55,12 @@ class MLP(keras.layers.Layer):
         self.seed = check_seed(seed, allow_none=False)
 
         def dense(units, name, **kw):
-            return keras.layers.Dense(units, dtype=self.dtype_policy, name=name, **kw)
+            # Initial weights seeded from `seed` (and the layer's name), so the
+            # same constructor arguments give the same network in any process.
+            initializer = keras.initializers.GlorotUniform(
+                seed=(self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1))
+            return keras.layers.Dense(units, dtype=self.dtype_policy, name=name,
+                                      kernel_initializer=initializer, **kw)
 
         self.t_positional = PositionalEmbedding(embedding_dim, name="t_positional")
         self.t_embed = [dense(embedding_dim, "t_embed_0", activation="silu"),
