@@ -911,6 +911,34 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             )
 
     # --------------------------------------------------------- serialisation
+    def _all_seed_generators(self):
+        found = []
+        for layer in self._flatten_layers(include_self=True):
+            found.extend(getattr(layer, "_seed_generators", []))
+        return found
+
+    def save_own_variables(self, store):
+        """Also stores the random-generator states (noise, time sampler,
+        dropout) in `.keras` files, so a loaded model draws what the saved
+        one would have drawn next."""
+        super().save_own_variables(store)
+        for i, generator in enumerate(self._all_seed_generators()):
+            store[f"seed_state_{i}"] = np.asarray(
+                ops.convert_to_numpy(generator.state.value))
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        seeds = sorted(
+            (k for k in keys if str(k).startswith("seed_state_")),
+            key=lambda k: int(str(k)[len("seed_state_"):]),
+        )
+        super().load_own_variables({k: store[k] for k in keys if k not in seeds})
+        generators = self._all_seed_generators()
+        if len(seeds) == len(generators):
+            for key, generator in zip(seeds, generators):
+                generator.state.assign(
+                    np.asarray(store[key]).astype(generator.state.dtype))
+
     def get_config(self):
         ser = keras.saving.serialize_keras_object
         return {

@@ -133,3 +133,28 @@ def test_two_processes_with_the_same_seeds_train_identical_weights(tmp_path):
     assert len(first.files) == len(second.files) > 0
     for key in first.files:
         np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_a_keras_file_carries_the_random_generator_states(tmp_path):
+    import keras_gcm
+
+    def fresh():
+        network = keras_gcm.networks.MLP(hidden_units=8, num_blocks=1, embedding_dim=8,
+                                         dropout=0.1, seed=1)
+        model = keras_gcm.ConsistencyModel(network, seed=0)
+        model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
+        return model
+
+    model = fresh()
+    model.fit(keras_gcm.data.toy2d("two_moons", 32, seed=0), batch_size=8, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for a, b in zip(model._all_seed_generators(), loaded._all_seed_generators()):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.state.value),
+                                      keras.ops.convert_to_numpy(b.state.value))
+    x = keras_gcm.data.toy2d("two_moons", 16, seed=1)
+    model.fit(x, batch_size=8, shuffle=False, verbose=0)
+    loaded.fit(x, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
