@@ -652,6 +652,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
     def _save_guarded_state(self):
         """Copies of the guarded variables' values, taken before the step."""
+        if not self.optimizer.built:  # (else apply would add its variables)
+            self.optimizer.build(self.trainable_variables)
         return [ops.copy(v.value) for v in self._guarded_variables()], ops.copy(
             self.optimizer.iterations.value
         )
