@@ -1,6 +1,8 @@
 """keras_gcm: consistency models with the playbook of "A Guide to Training
 Consistency Models", in Keras 3 on JAX, TensorFlow or PyTorch."""
 
+from keras_gcm import validation
+from keras_gcm import nonfinite
 from keras_gcm import callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses
@@ -27,10 +29,12 @@ __all__ = [
     "losses",
     "metrics",
     "networks",
+    "nonfinite",
     "optimizers",
     "presets",
     "samplers",
     "schedules",
     "time_sampling",
+    "validation",
     "weighting",
 ]
