@@ -81,7 +81,8 @@ def test_fit_reports_loss_and_mean_h():
     model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
     x = keras_gcm.data.toy2d("eight_gaussians", 1024, seed=0)
     history = model.fit(x, batch_size=128, epochs=2, verbose=0).history
-    assert set(history) == {"loss", "mean_h"}
+    assert set(history) == {"loss", "mean_h", "skipped_steps", "consecutive_skips"}
+    assert history["skipped_steps"] == [0, 0]
     # mean of h(t) = 0.005 exp(-3.5 t) under the sine sampler (r never hits s here).
     q = to_numpy(time_sampling.SineTime().sample((200_000,), seed=0))
     t = 0.006 + 0.988 * q
