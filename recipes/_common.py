@@ -176,17 +176,25 @@ def check_flags(parser, args, positive=(), minimums=None, output="output"):
         parser.error(f"--learning-rate must be a positive finite number; got {rate}.")
     path = getattr(args, output, None) if output else None
     if path is not None:
-        try:
-            os.makedirs(path, exist_ok=True)
-            probe = os.path.join(path, f".write-test-{os.getpid()}")
-            with open(probe, "w") as f:
-                f.write("")
-            os.remove(probe)
-        except OSError as error:
+        # Nothing is created here: the folder, or its nearest existing parent,
+        # must be a writable directory.
+        existing = os.path.abspath(path)
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        writable = os.path.isdir(existing)
+        if writable:
+            probe = os.path.join(existing, f".write-test-{os.getpid()}")
+            try:
+                with open(probe, "w"):
+                    pass
+                os.remove(probe)
+            except OSError:
+                writable = False
+        if not writable:
+            flag = f"--{output.replace('_', '-')}"
             parser.error(
-                f"--{output.replace('_', '-')} {path!r} is not a writable folder "
-                f"({error.strerror or error}); choose another with "
-                f"--{output.replace('_', '-')}."
+                f"{flag} {path!r} is not writable ({existing!r} is not a writable "
+                f"folder); choose another folder with {flag}."
             )
 
 

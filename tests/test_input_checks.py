@@ -145,11 +145,14 @@ def test_sampler_arguments_are_checked():
     ("toy2d", ["--eval-samples", "1"], "--eval-samples"),
     ("toy2d", ["--learning-rate", "nan"], "--learning-rate"),
     ("toy2d", ["--output", "/proc/not-writable"], "--output"),
+    ("toy2d", ["--output", __file__ + "/out"], "--output"),  # under a file
     ("digits", ["--attn-resolutions", "16"], "--attn-resolutions"),
     ("digits", ["--eval-samples", "1"], "--eval-samples"),
     ("ablation", ["--steps", "0"], "--steps"),
 ])
-def test_recipe_flags_are_checked_before_training(recipe, argv, flag, capsys):
+def test_recipe_flags_are_checked_before_training(recipe, argv, flag, capsys, tmp_path):
+    if "--output" not in argv:
+        argv = argv + ["--output", str(tmp_path / "out")]
     sys.path.insert(0, RECIPES)
     try:
         module = __import__(recipe)
