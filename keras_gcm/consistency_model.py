@@ -646,9 +646,18 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             if "float" in keras.backend.standardize_dtype(v.dtype)
         ]
         return (
-            list(self.trainable_variables) + list(self.optimizer.variables)
+            list(self.trainable_variables) + self._guarded_optimizer_variables()
             + list(self.ema_weights) + [self.ema_updates] + floats
         )
+
+    def _guarded_optimizer_variables(self):
+        """The optimizer's variables, less a `LossScaleOptimizer`'s own loss
+        scale and counter (it lowers the scale on a non-finite step itself)."""
+        inner = getattr(self.optimizer, "inner_optimizer", None)
+        if inner is None:
+            return list(self.optimizer.variables)
+        own = {id(v) for v in inner.variables}
+        return [v for v in self.optimizer.variables if id(v) in own]
 
     def _save_guarded_state(self):
         """Copies of the guarded variables' values, taken before the step."""
@@ -694,10 +703,14 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         trainable, non_trainable, optimizer_vars = new_state
         finite = nonfinite.step_is_finite(loss, list(grads) + list(trainable))
         trainable = nonfinite.select(finite, trainable, old_trainable)
-        optimizer_vars = nonfinite.select(finite, optimizer_vars, old_optimizer)
+        guarded_optimizer = {id(v) for v in self._guarded_optimizer_variables()}
+        optimizer_vars = [
+            nonfinite.select(finite, [new], [old])[0] if id(v) in guarded_optimizer else new
+            for v, new, old in zip(self.optimizer.variables, optimizer_vars, old_optimizer)
+        ]
         index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
         guarded = self._guarded_variables()[
-            len(self.trainable_variables) + len(self.optimizer.variables):
+            len(self.trainable_variables) + len(guarded_optimizer):
         ]
         non_trainable = list(non_trainable)
         for v in guarded:
