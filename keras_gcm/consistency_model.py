@@ -228,6 +228,14 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             time_sampler, default_sampler, time_sampling.JointTimeSampler,
             "time_sampler",
         )
+        if sampler_seed is not None and getattr(self.time_sampler, "seed", 0) is None:
+            # An unseeded sampler (e.g. a preset's) is seeded from the model's
+            # seed too; its config then carries that seed.
+            self.time_sampler.seed = sampler_seed
+            generator = self.time_sampler.seed_generator
+            generator._initial_seed = sampler_seed
+            generator.state.assign(
+                np.array([sampler_seed, 0]).astype(generator.state.dtype))
         default_loss = (
             (lambda: gcm_losses.TimeAwareMMD(2, 0.1)) if vu
             else (lambda: gcm_losses.TimeAwareMMD(4, 0.05))
