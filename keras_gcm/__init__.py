@@ -2,6 +2,8 @@
 Consistency Models", in Keras 3 on JAX, TensorFlow or PyTorch."""
 
 from keras_gcm import augmentation
+from keras_gcm import validation
+from keras_gcm import nonfinite
 from keras_gcm import callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses
@@ -30,11 +32,13 @@ __all__ = [
     "losses",
     "metrics",
     "networks",
+    "nonfinite",
     "optimizers",
     "presets",
     "samplers",
     "schedules",
     "time_sampling",
     "utils",
+    "validation",
     "weighting",
 ]

@@ -13,9 +13,13 @@ from keras_gcm.utils import image_grids as _image_grids
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite.
+    """Raised when training steps keep giving a NaN or infinite loss.
 
-    `NonFiniteLossGuard` raises it at the end of `fit`, naming the step.
+    `ConsistencyModel.fit` raises it when `NonFiniteLossGuard` stopped the
+    run, naming the first skipped step; the model then holds the state of the
+    last finite step (every backend skips a non-finite update inside the
+    compiled step, see `keras_gcm.nonfinite`), so it can be inspected, saved
+    or trained on with other settings.
 
     Example:
 
@@ -23,28 +27,61 @@ class NonFiniteLossError(FloatingPointError):
     try:
         model.fit(x, epochs=10)
     except keras_gcm.callbacks.NonFiniteLossError as error:
-        print(error)  # "... loss became non-finite at step 1234 ..."
+        print(error.step, error)  # "... non-finite from training step 1234 ..."
     ```
     """
 
+    def __init__(self, message, step=None):
+        super().__init__(message)
+        self.step = step
+
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops training with an error naming the step at which the loss became
-    NaN or infinite.
+    """Stops training after `max_consecutive_skips` non-finite steps in a row.
 
-    `ConsistencyModel.fit` adds it automatically. The loss reported by `fit`
-    is a running mean over the epoch, so it turns non-finite at the first
-    offending step and stays so. The check is safe for Keras' asynchronous
-    callback dispatch (it does not force a device sync in the training
-    loop): a failing batch sets `model.stop_training`, and the error, naming
-    the first failing step, is raised at the end of the epoch.
+    A `ConsistencyModel` train step skips a non-finite update (weights,
+    optimizer moments and iteration count, and EMA keep their last finite
+    values) and reports `skipped_steps` (over the model's life) and
+    `consecutive_skips` in the logs. This guard sets `model.stop_training`
+    when `consecutive_skips` reaches `max_consecutive_skips`;
+    `ConsistencyModel.fit` then raises `NonFiniteLossError` naming the first
+    skipped step, *after* Keras has put the training state back on the model
+    (so under JAX no donated buffer is left behind). `ConsistencyModel.fit`
+    adds a guard with the default limit unless one is passed. With another
+    model (no skip counters in the logs) it stops at the first non-finite
+    loss and raises at the end of training.
+
+    The check keeps Keras' asynchronous callback dispatch on: the per-batch
+    check runs in Keras' callback thread, and the training loop waits for it
+    to fall at most `max_lag` steps behind, so training stops within a few
+    steps of the limit (and skipped steps change no state).
+
+    Args:
+        max_consecutive_skips: int >= 1, skipped steps in a row that stop
+            training (default 10: a transient bad batch is skipped; a
+            diverged run, whose every step is non-finite, stops after 10
+            steps that cost compute but change no state).
+        max_lag: int >= 1, steps the asynchronous check may fall behind.
 
     Example:
 
-    >>> model.fit(x, callbacks=[keras_gcm.callbacks.NonFiniteLossGuard()])
+    >>> guard = keras_gcm.callbacks.NonFiniteLossGuard(max_consecutive_skips=3)
+    >>> guard.max_consecutive_skips
+    3
     """
 
     async_safe = True
+
+    def __init__(self, max_consecutive_skips=10, max_lag=2):
+        super().__init__()
+        from keras_gcm.validation import check_int
+
+        self.max_consecutive_skips = check_int(
+            max_consecutive_skips, "max_consecutive_skips", minimum=1)
+        self.max_lag = check_int(max_lag, "max_lag", minimum=1)
+        self._condition = threading.Condition()
+        self.failure = None
+        self._defer_error = False
 
     def on_train_begin(self, logs=None):
         optimizer = getattr(self.model, "optimizer", None)
@@ -52,35 +89,85 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         self._epoch_start = (
             int(keras.ops.convert_to_numpy(iterations)) if iterations is not None else 0
         )
-        self._lock = threading.Lock()
-        self._failure = None
+        self.failure = None
+        self._seen = -1
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        with self._condition:
+            self._seen = -1
         self._batches = 0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # Runs on the training thread: wait for the asynchronous check to be
+        # at most `max_lag` steps behind (bounded wait: never hangs).
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._seen >= batch - self.max_lag - 1 or self.failure,
+                timeout=60.0,
+            )
+        if self.failure is not None:
+            self.model.stop_training = True
+
     def on_train_batch_end(self, batch, logs=None):
-        value = (logs or {}).get("loss")
-        with self._lock:
-            self._batches = max(self._batches, batch + 1)
-        if value is None or math.isfinite(float(value)):
-            return
+        logs = logs or {}
+        try:
+            self._check(batch, logs)
+        finally:
+            with self._condition:
+                self._seen = max(self._seen, batch)
+                self._batches = max(self._batches, batch + 1)
+                self._condition.notify_all()
+
+    def _check(self, batch, logs):
+        consecutive = logs.get("consecutive_skips")
+        if consecutive is not None:
+            if int(consecutive) < self.max_consecutive_skips:
+                return
+            value = "non-finite"
+        else:
+            value = logs.get("loss")
+            if value is None or math.isfinite(float(value)):
+                return
         step = self._epoch_start + batch + 1
-        with self._lock:
-            if self._failure is None or step < self._failure[0]:
-                self._failure = (step, self._epoch, batch, float(value))
+        with self._condition:
+            if self.failure is None or step < self.failure[0]:
+                self.failure = (step, self._epoch, batch, value)
         self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self._epoch_start += self._batches
-        if self._failure is not None:
-            step, epoch, batch, value = self._failure
-            raise NonFiniteLossError(
-                f"The training loss became {value} at training step {step} "
-                f"(epoch {epoch + 1}, batch {batch + 1}). Check the data for "
-                "NaN/inf values and their scale, lower the learning rate, or make "
-                "sure the discretisation h(t) is not too small for float32."
+
+    def on_train_end(self, logs=None):
+        if not self._defer_error:
+            self.raise_if_failed()
+
+    def raise_if_failed(self, model=None):
+        """Raises `NonFiniteLossError` if this guard stopped the last `fit`."""
+        if self.failure is None:
+            return
+        step, epoch, batch, value = self.failure
+        model = model if model is not None else self.model
+        first = getattr(model, "first_skipped_step", None)
+        skipped = ""
+        if first is not None and int(keras.ops.convert_to_numpy(first.value)) > 0:
+            step = int(keras.ops.convert_to_numpy(first.value))
+            count = int(keras.ops.convert_to_numpy(model.consecutive_skips.value))
+            skipped = (
+                f" {count} consecutive steps were skipped; the model holds the "
+                f"state after step {step - 1}, the last finite one."
             )
+            where = ""
+        else:
+            where = f" (epoch {epoch + 1}, batch {batch + 1})"
+        self.failure = None
+        raise NonFiniteLossError(
+            f"The training loss became {value} from training step {step}"
+            f"{where}.{skipped} Check the data for NaN/inf values and their "
+            "scale, lower the learning rate, or make sure the discretisation "
+            "h(t) is not too small for float32.",
+            step=step,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -118,8 +205,22 @@ def _print(message):
     print(message, flush=True)
 
 
+def _checkpoint_step(name):
+    """Step of a `ckpt-<step>.npz` file name (-1 if it has none)."""
+    try:
+        return int(name[len("ckpt-"):-len(".npz")])
+    except ValueError:
+        return -1
+
+
 def _optimizer_step(model):
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    """The global step: optimizer updates plus skipped (non-finite) steps,
+    i.e. the number of batches trained on."""
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    skipped = getattr(model, "skipped_steps", None)
+    if skipped is not None:
+        step += int(keras.ops.convert_to_numpy(skipped.value))
+    return step
 
 
 class _PeriodicCallback(keras.callbacks.Callback):
@@ -425,6 +526,21 @@ class ResumableCheckpoint(_PeriodicCallback):
     step passes a multiple of `every_n_steps`, and always after the last
     epoch) as `ckpt-<step>.npz`, with `checkpoint.json` naming the latest
     (written after it, atomically; the `max_to_keep` newest files are kept).
+    A state with a NaN or infinite value is never written, nor one taken
+    while non-finite steps are being skipped or after a mid-epoch stop (off
+    the epoch grid): the latest checkpoint stays the last good one. On
+    restart, a latest file that is truncated or corrupt (a crash during a
+    write, a full disk) is passed over for the newest intact checkpoint, with
+    a warning; temporary files left by a killed write are removed by the
+    next save.
+
+    What resumes exactly: a `ResumableCheckpoint` restores every variable,
+    including the random-generator states, so a resumed run continues the
+    uninterrupted run's trajectory bitwise. A `.keras` file
+    (`model.save`) also stores the model's variables, seed states included,
+    and the optimizer's; it does not store torch's global random state
+    (unseeded torch dropout) nor the data stream's position, so continuing
+    from it is statistically equivalent, not bitwise.
     When a checkpoint exists, `on_train_begin` restores it and makes `fit`
     start at epoch `step / steps_per_epoch`, as
     `keras.callbacks.BackupAndRestore` does: keep `steps_per_epoch` (and
@@ -468,18 +584,79 @@ class ResumableCheckpoint(_PeriodicCallback):
     # -- reading -------------------------------------------------------------
     @classmethod
     def read_index(cls, directory):
-        """The `checkpoint.json` of `directory` as a dict, or None."""
+        """The `checkpoint.json` of `directory` as a dict, or None (also when
+        the index is unreadable: `latest_step` / `restore` then scan the
+        folder for checkpoint files)."""
         path = os.path.join(os.fspath(directory), cls.INDEX_FILE)
         if not os.path.isfile(path):
             return None
-        with open(path) as f:
-            return json.load(f)
+        try:
+            with open(path) as f:
+                index = json.load(f)
+            int(index["step"]), str(index["latest"])
+            return index
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def _candidates(cls, directory):
+        """Checkpoint file names, newest first: the index's latest, then the
+        other `ckpt-*.npz` files of the folder by step."""
+        directory = os.fspath(directory)
+        names = []
+        index = cls.read_index(directory)
+        if index is not None:
+            names.append(index["latest"])
+        if os.path.isdir(directory):
+            found = [
+                f for f in os.listdir(directory)
+                if f.startswith("ckpt-") and f.endswith(".npz")
+            ]
+            names += sorted(set(found) - set(names), key=_checkpoint_step, reverse=True)
+        return names
+
+    @staticmethod
+    def _load_arrays(path):
+        """All arrays of a checkpoint file, or None if it is missing, truncated,
+        corrupt or holds a non-finite value."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return None
+        if not arrays or not all(
+            np.all(np.isfinite(a)) for a in arrays.values()
+            if np.issubdtype(a.dtype, np.floating)
+        ):
+            return None
+        return arrays
+
+    @classmethod
+    def find_latest(cls, directory):
+        """`(step, path, arrays)` of the newest intact checkpoint, or None.
+
+        Files that cannot be read (truncated, corrupt) or that hold a
+        non-finite value are passed over, with a warning.
+        """
+        for name in cls._candidates(directory):
+            path = os.path.join(os.fspath(directory), name)
+            arrays = cls._load_arrays(path)
+            if arrays is not None:
+                return _checkpoint_step(name), path, arrays
+            if os.path.exists(path):
+                _print(
+                    f"Warning: the checkpoint {path} is truncated, corrupt or "
+                    "non-finite; falling back to the previous one."
+                )
+        return None
 
     @classmethod
     def latest_step(cls, directory):
-        """Step of the latest checkpoint in `directory` (0 when there is none)."""
-        index = cls.read_index(directory)
-        return 0 if index is None else int(index["step"])
+        """Step of the newest intact checkpoint in `directory` (0 when there is none)."""
+        found = cls.find_latest(directory)
+        return 0 if found is None else found[0]
 
     # -- state ---------------------------------------------------------------
     @staticmethod
@@ -530,11 +707,37 @@ class ResumableCheckpoint(_PeriodicCallback):
         for i, v in enumerate(optimizer_vars):
             arrays[f"optimizer_{i:06d}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
         arrays.update(self._torch_rng_arrays())
+        return self._write(step, arrays, {
+            "backend": keras.backend.backend(),
+            "model_variables": [[v.path, list(v.shape), str(v.dtype)] for v in model_vars],
+            "optimizer_variables": [
+                [v.path, list(v.shape), str(v.dtype)] for v in optimizer_vars
+            ],
+        })
+
+    def _write(self, step, arrays, metadata):
+        """Writes `arrays` as the checkpoint of `step` (atomically: a temporary
+        file renamed into place, then the index); returns its path, or None
+        (nothing written) if an array holds a non-finite value."""
+        bad = [
+            k for k, a in arrays.items()
+            if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a))
+        ]
+        if bad:
+            _print(
+                f"Warning: not saving the training state of step {step}: it holds "
+                f"non-finite values ({len(bad)} arrays, e.g. {bad[0]}). The latest "
+                f"checkpoint in {self.directory} stays the last finite one."
+            )
+            return None
         os.makedirs(self.directory, exist_ok=True)
         name = f"ckpt-{step:09d}.npz"
         path = os.path.join(self.directory, name)
         temporary = os.path.join(self.directory, f".{name}.{os.getpid()}.tmp.npz")
-        np.savez(temporary, **arrays)
+        with open(temporary, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temporary, path)
         previous = self.read_index(self.directory) or {}
         files = [f for f in previous.get("files", []) if f != name] + [name]
@@ -542,20 +745,25 @@ class ResumableCheckpoint(_PeriodicCallback):
             "step": step,
             "latest": name,
             "files": files[-self.max_to_keep:],
-            "backend": keras.backend.backend(),
-            "model_variables": [[v.path, list(v.shape), str(v.dtype)] for v in model_vars],
-            "optimizer_variables": [
-                [v.path, list(v.shape), str(v.dtype)] for v in optimizer_vars
-            ],
+            **metadata,
         }
         temporary = os.path.join(self.directory, f".{self.INDEX_FILE}.{os.getpid()}.tmp")
         with open(temporary, "w") as f:
             json.dump(index, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temporary, os.path.join(self.directory, self.INDEX_FILE))
         for old in files[:-self.max_to_keep]:
             old_path = os.path.join(self.directory, old)
             if os.path.exists(old_path):
                 os.remove(old_path)
+        # Temporary files of writes that were killed before their rename.
+        for leftover in os.listdir(self.directory):
+            if leftover.startswith(".") and leftover.endswith((".tmp.npz", ".tmp")):
+                try:
+                    os.remove(os.path.join(self.directory, leftover))
+                except OSError:
+                    pass
         if self.verbose:
             _print(f"Saved the training state of step {step} to {path}")
         return path
@@ -568,18 +776,11 @@ class ResumableCheckpoint(_PeriodicCallback):
         `ValueError` naming the first differing variable.
         """
         model = model if model is not None else self.model
-        index = self.read_index(self.directory)
-        if index is None:
+        found = self.find_latest(self.directory)
+        if found is None:
             return None
-        path = os.path.join(self.directory, index["latest"])
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"{os.path.join(self.directory, self.INDEX_FILE)} names {index['latest']}, "
-                "which does not exist: the checkpoint folder is incomplete."
-            )
+        _, path, arrays = found
         model_vars, optimizer_vars = self._variables(model)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
         pending = []
         for prefix, variables in (("model", model_vars), ("optimizer", optimizer_vars)):
             stored = sorted(k for k in arrays if k.startswith(prefix + "_"))
@@ -613,7 +814,7 @@ class ResumableCheckpoint(_PeriodicCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._set_initial_epoch = False
-        if not self.restore_on_train_begin or self.read_index(self.directory) is None:
+        if not self.restore_on_train_begin or not self._candidates(self.directory):
             return
         step = self.restore()
         steps_per_epoch = (self.params or {}).get("steps")
@@ -621,17 +822,38 @@ class ResumableCheckpoint(_PeriodicCallback):
             if step % steps_per_epoch:
                 raise ValueError(
                     f"The checkpoint in {self.directory} is at step {step}, which is not "
-                    f"a multiple of steps_per_epoch={steps_per_epoch}: resume with the "
-                    "steps_per_epoch of the run that wrote it."
+                    f"a multiple of steps_per_epoch={steps_per_epoch}: fit resumes at "
+                    f"an epoch boundary. Resume with a steps_per_epoch that divides "
+                    f"{step} (checkpoints are written at epoch ends, so the "
+                    "steps_per_epoch of the run that wrote it does), or restore it "
+                    "with ResumableCheckpoint(directory, restore=False).restore(model) "
+                    "and train on with epochs counted from there."
                 )
             self.model._initial_epoch = step // steps_per_epoch
             self._set_initial_epoch = True
 
     def on_epoch_end(self, epoch, logs=None):
-        _, due = self._advance()
+        step, due = self._advance()
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        if due or last:
-            self.save()
+        if not (due or last):
+            return
+        skipping = getattr(self.model, "consecutive_skips", None)
+        if skipping is not None and int(keras.ops.convert_to_numpy(skipping.value)):
+            if self.verbose:
+                _print(
+                    f"Not saving at step {step}: the last steps were non-finite and "
+                    "skipped; the latest checkpoint stays the last good one."
+                )
+            return
+        steps_per_epoch = (self.params or {}).get("steps")
+        if self.model.stop_training and steps_per_epoch and step % steps_per_epoch:
+            if self.verbose:
+                _print(
+                    f"Not saving at step {step}: training stopped mid-epoch, off "
+                    "the epoch grid a restart resumes on."
+                )
+            return
+        self.save()
 
     def on_train_end(self, logs=None):
         if self._set_initial_epoch:

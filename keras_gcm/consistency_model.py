@@ -16,6 +16,7 @@ from keras import ops
 from keras_gcm import callbacks as gcm_callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses as gcm_losses
+from keras_gcm import nonfinite
 from keras_gcm import schedules
 from keras_gcm import time_sampling
 from keras_gcm import weighting as gcm_weighting
@@ -24,6 +25,9 @@ from keras_gcm.trainers import draw_for_replica
 from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
+from keras_gcm.validation import check_seed
+from keras_gcm.validation import network_takes_labels
+from keras_gcm.validation import peek_first_batch
 
 JVP_MODES = ("finite_difference", "analytic")
 # Smallest step epsilon for a finite-difference loss with a bf16/fp16 network
@@ -238,16 +242,31 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             weighting, gcm_weighting.GammaWeight, gcm_weighting.LossWeighting,
             "weighting",
         )
+        seed = check_seed(seed)
+        # The default time sampler is owned by the model: seeded from `seed`
+        # (with a derived seed, so its draws are independent of the noise's).
+        sampler_seed = None if seed is None else int(
+            np.random.SeedSequence([seed, 1]).generate_state(1)[0] % (2**31 - 1))
         default_sampler = (
             (lambda: time_sampling.VariableUpperLimit(
-                time_sampling.UniformPowerTime(4.0), time_sampling.SineTime()))
+                time_sampling.UniformPowerTime(4.0), time_sampling.SineTime(),
+                seed=sampler_seed))
             if vu
-            else (lambda: time_sampling.ConstantUpperLimit(time_sampling.SineTime()))
+            else (lambda: time_sampling.ConstantUpperLimit(
+                time_sampling.SineTime(), seed=sampler_seed))
         )
         self.time_sampler = _resolve(
             time_sampler, default_sampler, time_sampling.JointTimeSampler,
             "time_sampler",
         )
+        if sampler_seed is not None and getattr(self.time_sampler, "seed", 0) is None:
+            # An unseeded sampler (e.g. a preset's) is seeded from the model's
+            # seed too; its config then carries that seed.
+            self.time_sampler.seed = sampler_seed
+            generator = self.time_sampler.seed_generator
+            generator._initial_seed = sampler_seed
+            generator.state.assign(
+                np.array([sampler_seed, 0]).astype(generator.state.dtype))
         default_loss = (
             (lambda: gcm_losses.TimeAwareMMD(2, 0.1)) if vu
             else (lambda: gcm_losses.TimeAwareMMD(4, 0.05))
@@ -259,6 +278,16 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if curriculum is not None:
             self.curriculum = _resolve(
                 curriculum, None, schedules.EpsilonHalvingCurriculum, "curriculum"
+            )
+        if vu and not self.time_sampler.variable_upper_limit:
+            raise ValueError(
+                "This network takes two time inputs, `F(x, c_t, c_s)` (a VU "
+                "model), but the time sampler is a constant-upper-limit one "
+                f"({type(self.time_sampler).__name__}, s = t0 always): s would "
+                "never be trained, and two-step / pushforward sampling would "
+                "run the network at times it never saw. Use a VU preset or "
+                "sampler (keras_gcm.time_sampling.VariableUpperLimit), or a "
+                "network with one time input (e.g. MLP(time_inputs=1))."
             )
         if self.time_sampler.variable_upper_limit and not vu:
             raise ValueError(
@@ -334,6 +363,12 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             shape=(), dtype="int32", initializer="zeros", trainable=False,
             name="ema_updates",
         )
+        # Skipped (non-finite) steps, see keras_gcm.nonfinite.
+        for name in nonfinite.COUNTER_NAMES:
+            setattr(self, name, self.add_weight(
+                shape=(), dtype="int32", initializer="zeros", trainable=False,
+                name=name,
+            ))
         self.built = True
 
     def _warn_about_low_precision(self):
@@ -457,7 +492,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             raise ValueError(
                 f"The batch size ({batch}) must be divisible by the MMD group size "
                 f"({group}): choose a batch size that is a multiple of {group}"
-                " (and drop the remainder of a tf.data pipeline)."
+                " (and drop the remainder of a tf.data pipeline: "
+                ".batch(n, drop_remainder=True))."
             )
 
     def _check_times(self, t, s):
@@ -651,10 +687,122 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         for v, e in zip(self.network.trainable_variables, self.ema_weights):
             v.assign(e.value)
 
+    # ------------------------------------------------------ non-finite steps
+    def _skip_counters(self):
+        return [getattr(self, name) for name in nonfinite.COUNTER_NAMES]
+
+    def _guarded_variables(self):
+        """The variables a skipped step restores (TensorFlow and torch steps):
+        network weights, optimizer variables, EMA weights and count, and the
+        network's floating-point non-trainable state. Seed states advance."""
+        floats = [
+            v for v in self.network.non_trainable_variables
+            if "float" in keras.backend.standardize_dtype(v.dtype)
+        ]
+        return (
+            list(self.trainable_variables) + self._guarded_optimizer_variables()
+            + list(self.ema_weights) + [self.ema_updates] + floats
+        )
+
+    def _guarded_optimizer_variables(self):
+        """The optimizer's variables, less a `LossScaleOptimizer`'s own loss
+        scale and counter (it lowers the scale on a non-finite step itself)."""
+        inner = getattr(self.optimizer, "inner_optimizer", None)
+        if inner is None:
+            return list(self.optimizer.variables)
+        own = {id(v) for v in inner.variables}
+        return [v for v in self.optimizer.variables if id(v) in own]
+
+    def _save_guarded_state(self):
+        """Copies of the guarded variables' values, taken before the step."""
+        if not self.optimizer.built:  # (else apply would add its variables)
+            self.optimizer.build(self.trainable_variables)
+        return [ops.copy(v.value) for v in self._guarded_variables()], ops.copy(
+            self.optimizer.iterations.value
+        )
+
+    def _skip_non_finite(self, loss, grads, saved):
+        """Restores the saved state if the step was non-finite (stateful steps).
+
+        Returns the scalar `finite` flag.
+        """
+        variables = self._guarded_variables()
+        old_values, iterations = saved
+        finite = nonfinite.step_is_finite(
+            loss, list(grads) + [v.value for v in self.trainable_variables]
+        )
+        all_replicas = getattr(self, "_all_replicas_finite", None)
+        if all_replicas is not None:  # tf.distribute: skip on every replica
+            finite = all_replicas(finite)
+        for v, value in zip(variables, nonfinite.select(
+                finite, [v.value for v in variables], old_values)):
+            v.assign(value)
+        counters = self._skip_counters()
+        for v, value in zip(counters, nonfinite.counter_values(
+                finite, [c.value for c in counters], iterations)):
+            v.assign(value)
+        return finite
+
+    def _stateless_skip_non_finite(self, loss, grads, old_state, new_state):
+        """The JAX step's version of `_skip_non_finite` on variable values.
+
+        Args:
+            old_state, new_state: `(trainable, non_trainable, optimizer_vars)`
+                value lists before and after the update.
+
+        Returns:
+            `(trainable, non_trainable, optimizer_vars, finite)`.
+        """
+        old_trainable, old_non_trainable, old_optimizer = old_state
+        trainable, non_trainable, optimizer_vars = new_state
+        finite = nonfinite.step_is_finite(loss, list(grads) + list(trainable))
+        trainable = nonfinite.select(finite, trainable, old_trainable)
+        guarded_optimizer = {id(v) for v in self._guarded_optimizer_variables()}
+        optimizer_vars = [
+            nonfinite.select(finite, [new], [old])[0] if id(v) in guarded_optimizer else new
+            for v, new, old in zip(self.optimizer.variables, optimizer_vars, old_optimizer)
+        ]
+        index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+        guarded = self._guarded_variables()[
+            len(self.trainable_variables) + len(guarded_optimizer):
+        ]
+        non_trainable = list(non_trainable)
+        for v in guarded:
+            i = index[id(v)]
+            non_trainable[i] = nonfinite.select(
+                finite, [non_trainable[i]], [old_non_trainable[i]])[0]
+        iterations = old_optimizer[
+            [id(v) for v in self.optimizer.variables].index(id(self.optimizer.iterations))
+        ]
+        counter_index = [index[id(c)] for c in self._skip_counters()]
+        new = nonfinite.counter_values(
+            finite, [old_non_trainable[i] for i in counter_index], iterations
+        )
+        for i, value in zip(counter_index, new):
+            non_trainable[i] = value
+        return trainable, non_trainable, optimizer_vars, finite
+
+    def _skip_logs(self, logs, counters):
+        """Adds `skipped_steps` and `consecutive_skips` to a train step's logs."""
+        # New float tensors, never the state's own buffers: under JAX the
+        # state is donated to the next step while callbacks read the logs.
+        logs = dict(logs)
+        logs["skipped_steps"] = ops.cast(counters[0], "float32")
+        logs["consecutive_skips"] = ops.cast(counters[1], "float32")
+        return logs
+
     # -------------------------------------------------------------- fitting
-    def _update_trackers(self, loss, aux):
-        self._loss_tracker.update_state(loss)
-        self.h_tracker.update_state(aux["mean_h"])
+    def _update_trackers(self, loss, aux, finite=None):
+        if finite is None:
+            self._loss_tracker.update_state(loss)
+            self.h_tracker.update_state(aux["mean_h"])
+        else:
+            # A skipped step does not enter the epoch means.
+            weight = ops.cast(finite, "float32")
+            self._loss_tracker.update_state(
+                ops.where(finite, loss, 0.0), sample_weight=weight)
+            self.h_tracker.update_state(
+                ops.where(finite, aux["mean_h"], 0.0), sample_weight=weight)
         return self.get_metrics_result()
 
     def compile(self, optimizer=None, loss=None, **kwargs):
@@ -688,42 +836,78 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, plus input checks and a non-finite-loss guard.
 
-        Arrays are checked before training starts (finite values, the data
-        shape, batches that divide into MMD groups); training stops with an
-        error that names the step if the loss becomes NaN or infinite.
+        Before any training step, arrays and the first batch of a pipeline
+        (tf.data, PyDataset, generator; read without consuming the data) are
+        checked: not empty, finite values, the data shape and value range the
+        network declares, batches that divide into MMD groups, and labels only
+        for a class-conditional network. A non-finite step is skipped inside
+        the compiled step; after `NonFiniteLossGuard.max_consecutive_skips`
+        of them in a row, `fit` raises `NonFiniteLossError` naming the first,
+        with the model holding the last finite state.
         """
         bound = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs)
         arguments = bound.arguments
         x = arguments.get("x")
+        if x is None:
+            raise ValueError(
+                "fit needs training data: pass `x` (an array of shape "
+                "(num_examples, ...data dims), a tf.data.Dataset, a PyDataset "
+                "or a generator of batches)."
+            )
+        # Pipelines (tf.data, PyDataset, generators): check the first batch as
+        # arrays are checked, without consuming the user's data.
+        peeked = peek_first_batch(x)
         first_batch = None
-        if isinstance(x, keras.utils.PyDataset):
-            # A PyDataset (e.g. keras_gcm.data.StepIndexedBatches): check
-            # its first batch. (Arrays are checked whole below.)
-            first_batch = x[0]
-            if isinstance(first_batch, (list, tuple)):
-                first_batch = first_batch[0]
-            first_batch = np.asarray(first_batch)
-            self._validate_array(first_batch, None, single_batch=True)
-        elif x is not None and not hasattr(x, "element_spec") and not callable(
-            getattr(x, "__next__", None)
-        ):
+        has_labels = arguments.get("y") is not None
+        if peeked is not None:
+            first_batch, pipeline_labels, arguments["x"] = peeked
+            has_labels = has_labels or pipeline_labels
+            if first_batch is not None:
+                self._validate_array(first_batch, None, single_batch=True)
+        elif not isinstance(x, (dict, list, tuple)):
             self._validate_array(x, arguments.get("batch_size"))
+        if has_labels and not network_takes_labels(self.network):
+            raise ValueError(
+                f"fit received class labels (`y`, or labels in the data set's "
+                f"elements), but the network {type(self.network).__name__} takes "
+                "none (no `class_labels` argument, or label_dim=0). A "
+                "ConsistencyModel needs no targets: call fit(x) without y, or "
+                "use a class-conditional network (e.g. SongUNet(label_dim=10))."
+            )
+        x = arguments["x"]
         if not self.built:
             shape = _data_shape_of(x) if first_batch is None else (
                 (None,) + tuple(first_batch.shape[1:]))
             if shape is not None:
                 self.build(shape)
         callbacks = list(arguments.get("callbacks") or [])
-        if not any(isinstance(c, gcm_callbacks.NonFiniteLossGuard) for c in callbacks):
-            callbacks.append(gcm_callbacks.NonFiniteLossGuard())
+        guards = [c for c in callbacks if isinstance(c, gcm_callbacks.NonFiniteLossGuard)]
+        if not guards:
+            guards = [gcm_callbacks.NonFiniteLossGuard()]
+            callbacks.append(guards[0])
         arguments["callbacks"] = callbacks
         arguments.pop("self")
-        return super().fit(**arguments)
+        for guard in guards:
+            # Raised below, once Keras has put the training state on the model.
+            guard._defer_error = True
+        try:
+            history = super().fit(**arguments)
+        finally:
+            for guard in guards:
+                guard._defer_error = False
+        for guard in guards:
+            guard.raise_if_failed(self)
+        return history
 
     def _validate_array(self, x, batch_size, single_batch=False):
         if isinstance(x, (dict, list, tuple)):
             return
         arr = np.asarray(x)
+        if arr.ndim >= 1 and arr.shape[0] == 0:
+            raise ValueError(
+                f"The training data are empty: an array of shape {arr.shape} (0 "
+                "examples). Pass at least one batch of examples."
+            )
         if arr.ndim < 2:
             raise ValueError(
                 f"Expected training data of shape (num_examples, ...data dims); got "
@@ -796,6 +980,34 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             )
 
     # --------------------------------------------------------- serialisation
+    def _all_seed_generators(self):
+        found = []
+        for layer in self._flatten_layers(include_self=True):
+            found.extend(getattr(layer, "_seed_generators", []))
+        return found
+
+    def save_own_variables(self, store):
+        """Also stores the random-generator states (noise, time sampler,
+        dropout) in `.keras` files, so a loaded model draws what the saved
+        one would have drawn next."""
+        super().save_own_variables(store)
+        for i, generator in enumerate(self._all_seed_generators()):
+            store[f"seed_state_{i}"] = np.asarray(
+                ops.convert_to_numpy(generator.state.value))
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        seeds = sorted(
+            (k for k in keys if str(k).startswith("seed_state_")),
+            key=lambda k: int(str(k)[len("seed_state_"):]),
+        )
+        super().load_own_variables({k: store[k] for k in keys if k not in seeds})
+        generators = self._all_seed_generators()
+        if len(seeds) == len(generators):
+            for key, generator in zip(seeds, generators):
+                generator.state.assign(
+                    np.asarray(store[key]).astype(generator.state.dtype))
+
     def get_config(self):
         ser = keras.saving.serialize_keras_object
         return {

@@ -10,6 +10,8 @@ Eq. 5) with `ConsistencyLoss.terms`, then calls the loss with that weight as
 """
 
 import keras
+
+from keras_gcm.validation import check_float, check_int
 from keras import ops
 
 FORMS = ("eq40", "eq39", "eq5")
@@ -189,9 +191,9 @@ class TimeAwareMMD(ConsistencyLoss):
                 f"or 'eq5'. Received: {form!r}"
             )
         super().__init__(form=form, name=name, reduction=reduction, dtype=dtype)
-        group_size = int(group_size)
-        if group_size < 1:
-            raise ValueError(f"`group_size` must be >= 1. Received: {group_size}")
+        group_size = check_int(group_size, "group_size", minimum=1)
+        if sigma is not None and sigma != float("inf"):
+            sigma = check_float(sigma, "sigma", exclusive_minimum=0.0)
         if sigma is not None and not (sigma > 0):
             raise ValueError(f"`sigma` must be positive or None. Received: {sigma}")
         self.group_size = group_size

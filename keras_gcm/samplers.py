@@ -15,6 +15,8 @@ every backend and for every `batch_size`.
 import numpy as np
 import keras
 
+from keras_gcm.validation import check_int, check_seed
+
 from keras_gcm.trainers import compile_inference
 
 # Samples per independently seeded noise chunk (the noise of sample i depends
@@ -94,12 +96,9 @@ def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
         raise ValueError(
             "The model is not built: train it (fit) or call model.build(shape) first."
         )
-    num_samples = int(num_samples)
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be >= 1. Received: {num_samples}")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_seed(seed)
     if class_labels is not None:
         class_labels = np.asarray(class_labels)
         if class_labels.shape[0] != num_samples:

@@ -150,6 +150,54 @@ def check_training_images(images, image_shape, name="training images"):
         )
 
 
+def check_flags(parser, args, positive=(), minimums=None, output="output"):
+    """Checks a recipe's flags before any work; `parser.error` names the flag.
+
+    Args:
+        parser: the recipe's `argparse.ArgumentParser`.
+        args: its parsed arguments.
+        positive: names of flags that must be >= 1 (e.g. "steps").
+        minimums: dict name -> smallest allowed value (e.g.
+            `{"eval_samples": 2}`: a distance needs two samples).
+        output: name of the output-folder flag, checked for being writable
+            (None: no check).
+    """
+    limits = {"seed": 0, "verbose": 0}
+    limits.update({name: 1 for name in positive})
+    limits.update(minimums or {})
+    for name, minimum in limits.items():
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            parser.error(
+                f"--{name.replace('_', '-')} must be >= {minimum}; got {value}."
+            )
+    rate = getattr(args, "learning_rate", None)
+    if rate is not None and not (rate > 0 and rate < float("inf")):
+        parser.error(f"--learning-rate must be a positive finite number; got {rate}.")
+    path = getattr(args, output, None) if output else None
+    if path is not None:
+        # Nothing is created here: the folder, or its nearest existing parent,
+        # must be a writable directory.
+        existing = os.path.abspath(path)
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        writable = os.path.isdir(existing)
+        if writable:
+            probe = os.path.join(existing, f".write-test-{os.getpid()}")
+            try:
+                with open(probe, "w"):
+                    pass
+                os.remove(probe)
+            except OSError:
+                writable = False
+        if not writable:
+            flag = f"--{output.replace('_', '-')}"
+            parser.error(
+                f"{flag} {path!r} is not writable ({existing!r} is not a writable "
+                f"folder); choose another folder with {flag}."
+            )
+
+
 def prepare_output(path):
     os.makedirs(path, exist_ok=True)
     return path

@@ -134,6 +134,14 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.output is None:
         args.output = os.path.join("runs", "ablation", args.dataset)
+    _common.check_flags(
+        parser, args,
+        positive=("steps", "batch_size", "hidden_units", "model_channels"),
+        minimums={"eval_samples": 2, "num_blocks": 0},
+    )
+    for seed in args.seeds:
+        if seed < 0:
+            parser.error(f"--seeds must be integers >= 0; got {seed}.")
     return args
 
 

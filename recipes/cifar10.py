@@ -164,6 +164,8 @@ def parse_args(argv=None):
                  "fid_every", "fid_samples", "final_fid_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive.")
+    _common.check_flags(parser, args, minimums={"grid_samples": 1, "fid_batch_size": 1,
+                                                "sample_batch_size": 1})
     if args.steps % args.steps_per_epoch:
         parser.error(f"--steps ({args.steps}) must be a multiple of --steps-per-epoch "
                      f"({args.steps_per_epoch}): a run stops and resumes at epoch ends.")

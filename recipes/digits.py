@@ -71,6 +71,20 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.steps < 1 or args.log_every < 1 or args.grid_every < 1:
         parser.error("--steps, --log-every and --grid-every must be positive.")
+    _common.check_flags(
+        parser, args,
+        positive=("steps", "batch_size", "model_channels", "num_blocks", "log_every",
+                  "grid_every"),
+        minimums={"eval_samples": 2, "log_samples": 2},
+    )
+    resolutions = [IMAGE_SHAPE[0] >> level for level in range(len(args.channel_mult))]
+    unknown = [r for r in args.attn_resolutions if r not in resolutions]
+    if unknown:
+        parser.error(
+            f"--attn-resolutions {unknown} do not exist: with --channel-mult "
+            f"{','.join(map(str, args.channel_mult))} the network's resolutions are "
+            f"{resolutions}."
+        )
     if args.steps % args.log_every:
         parser.error(f"--steps ({args.steps}) must be a multiple of --log-every "
                      f"({args.log_every}).")

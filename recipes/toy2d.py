@@ -40,7 +40,12 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", type=int, default=1, help="fit verbosity (0, 1, 2)")
     _common.add_backend_argument(parser)
     _common.add_distribution_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    _common.check_flags(
+        parser, args, positive=("steps", "batch_size", "hidden_units"),
+        minimums={"eval_samples": 2, "num_blocks": 0},
+    )
+    return args
 
 
 def evaluate(samples, reference, seed):

@@ -935,6 +935,15 @@ class SongUNet(keras.Model):
         self.channel_mult_emb = int(channel_mult_emb)
         self.num_blocks = int(num_blocks)
         self.attn_resolutions = [int(r) for r in attn_resolutions]
+        resolutions = [int(img_resolution) >> level for level in range(len(channel_mult))]
+        unknown = [r for r in self.attn_resolutions if r not in resolutions]
+        if unknown:
+            raise ValueError(
+                f"`attn_resolutions` {unknown} do not exist in this network: with "
+                f"img_resolution={img_resolution} and {len(channel_mult)} levels "
+                f"(channel_mult={list(channel_mult)}) the resolutions are "
+                f"{resolutions}. Choose attention resolutions among them."
+            )
         self.dropout_rate = float(dropout)
         self.label_dropout = float(label_dropout)
         self.embedding_type = embedding_type

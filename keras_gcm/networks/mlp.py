@@ -1,6 +1,10 @@
 """A residual MLP for vector data (the toy 2-D recipes)."""
 
+import zlib
+
 import keras
+
+from keras_gcm.validation import check_float, check_int, check_seed
 from keras import ops
 
 from keras_gcm.networks.embeddings import PositionalEmbedding
@@ -22,8 +26,10 @@ class MLP(keras.layers.Layer):
         embedding_dim: int, width of the time embedding (default 128).
         time_inputs: 1 (CU) or 2 (VU).
         dropout: float, dropout rate inside the blocks.
-        seed: int, seed of the dropout layers (explicit, so the teacher pass
-            can replay the student's mask on every backend).
+        seed: int >= 0, seed of the initial weights and of the dropout layers
+            (explicit, so the teacher pass can replay the student's mask on
+            every backend, and the same arguments give the same network in
+            any process).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -35,19 +41,26 @@ class MLP(keras.layers.Layer):
     def __init__(self, hidden_units=256, num_blocks=3, embedding_dim=128, time_inputs=1,
                  dropout=0.0, seed=0, **kwargs):
         super().__init__(**kwargs)
+        time_inputs = check_int(time_inputs, "time_inputs")
+        dropout = check_float(dropout, "dropout")
         if time_inputs not in (1, 2):
             raise ValueError(f"`time_inputs` must be 1 or 2. Received: {time_inputs}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout}")
-        self.hidden_units = int(hidden_units)
-        self.num_blocks = int(num_blocks)
-        self.embedding_dim = int(embedding_dim)
+        self.hidden_units = check_int(hidden_units, "hidden_units", minimum=1)
+        self.num_blocks = check_int(num_blocks, "num_blocks", minimum=0)
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim", minimum=1)
         self.time_inputs = int(time_inputs)
         self.dropout = float(dropout)
-        self.seed = int(seed)
+        self.seed = check_seed(seed, allow_none=False)
 
         def dense(units, name, **kw):
-            return keras.layers.Dense(units, dtype=self.dtype_policy, name=name, **kw)
+            # Initial weights seeded from `seed` (and the layer's name), so the
+            # same constructor arguments give the same network in any process.
+            initializer = keras.initializers.GlorotUniform(
+                seed=(self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1))
+            return keras.layers.Dense(units, dtype=self.dtype_policy, name=name,
+                                      kernel_initializer=initializer, **kw)
 
         self.t_positional = PositionalEmbedding(embedding_dim, name="t_positional")
         self.t_embed = [dense(embedding_dim, "t_embed_0", activation="silu"),

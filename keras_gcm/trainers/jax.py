@@ -78,17 +78,28 @@ class ConsistencyTrainer:
             ]
             return scaled, (loss, aux, new_non_trainable)
 
+        old_state = (trainable, non_trainable, optimizer_vars)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (_, (loss, aux, non_trainable)), grads = grad_fn(trainable, non_trainable)
         trainable, optimizer_vars = self.optimizer.stateless_apply(
             optimizer_vars, grads, trainable
         )
         non_trainable = self._stateless_ema_update(trainable, non_trainable)
+        # A non-finite step keeps the previous weights, moments and EMA.
+        trainable, non_trainable, optimizer_vars, finite = (
+            self._stateless_skip_non_finite(
+                loss, grads, old_state, (trainable, non_trainable, optimizer_vars)
+            )
+        )
 
         mapping = list(zip(self.metrics_variables, metrics_vars))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = self._update_trackers(loss, aux)
+            logs = self._update_trackers(loss, aux, finite)
         metrics_vars = [_current(scope, v) for v in self.metrics_variables]
+        index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+        logs = self._skip_logs(
+            logs, [non_trainable[index[id(c)]] for c in self._skip_counters()]
+        )
         return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
 

@@ -39,6 +39,10 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 
 from keras_gcm import distribute as gcm_distribute
 
+# Marks the run-time MMD batch-size check's message (tf.data without
+# drop_remainder), which fit turns into a ValueError.
+MMD_BATCH_MESSAGE = "[keras_gcm: MMD batch]"
+
 # Keras casts int64 seed states into int32 with this modulus (XLA needs int32).
 _SEED_MODULUS = 2**31 - 2
 
@@ -194,7 +198,15 @@ class ConsistencyTrainer:
                 f"its slice of the batch, and that slice must divide into MMD "
                 f"groups of {group}",
             )
-        return super().fit(*args, **kwargs)
+        try:
+            return super().fit(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            # The run-time MMD batch check above: the same ValueError as the
+            # other backends give.
+            if MMD_BATCH_MESSAGE not in str(error.message):
+                raise
+            text = str(error.message).split(MMD_BATCH_MESSAGE, 1)[1]
+            raise ValueError(text.split("\n")[0].strip()) from None
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -215,13 +227,18 @@ class ConsistencyTrainer:
             )
         if group > 1 and x.shape[0] is None:
             # The batch size is only known at run time (tf.data without
-            # drop_remainder): check the MMD grouping there.
-            tf.debugging.assert_equal(
+            # drop_remainder): check the MMD grouping there, before the loss
+            # runs (x depends on the check, so no reshape error comes first).
+            check = tf.debugging.assert_equal(
                 tf.shape(x)[0] % group, 0,
-                message=f"The batch size must be divisible by the MMD group "
-                f"size {group}; use drop_remainder=True or a batch size "
-                f"that is a multiple of {group}.{where}",
+                message=f"{MMD_BATCH_MESSAGE} The batch size must be divisible "
+                f"by the MMD group size ({group}): choose a batch size that is "
+                f"a multiple of {group} (and drop the remainder of a tf.data "
+                f"pipeline: .batch(n, drop_remainder=True)).{where}",
             )
+            with tf.control_dependencies([check]):
+                x = tf.identity(x)
+        saved = self._save_guarded_state()
         with tf.GradientTape() as tape:
             with replica_dropout_seeds(self._dropout_seed_generators()):
                 loss, aux = self.compute_consistency_loss(
@@ -238,4 +255,18 @@ class ConsistencyTrainer:
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply(grads, weights)
         self._ema_update()
-        return self._update_trackers(unscale_loss_for_distribution(loss), aux)
+        # A non-finite step keeps the previous weights, moments and EMA.
+        finite = self._skip_non_finite(loss, grads, saved)
+        logs = self._update_trackers(unscale_loss_for_distribution(loss), aux, finite)
+        return self._skip_logs(logs, [c.value for c in self._skip_counters()])
+
+    def _all_replicas_finite(self, finite):
+        """Under tf.distribute a step is skipped on every replica if any
+        replica's loss is non-finite (the weights stay in sync)."""
+        replica = replica_context()
+        if replica is None:
+            return finite
+        bad = replica[2].all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)
+        )
+        return tf.equal(bad, 0.0)

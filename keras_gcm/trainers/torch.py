@@ -57,6 +57,8 @@ class ConsistencyTrainer:
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         self.zero_grad()
+        with torch.no_grad():
+            saved = self._save_guarded_state()
         loss, aux = self.compute_consistency_loss(x, training=True, class_labels=y)
         scaled = self.optimizer.scale_loss(loss)
         scaled.backward()
@@ -65,4 +67,9 @@ class ConsistencyTrainer:
         with torch.no_grad():
             self.optimizer.apply(grads, weights)
             self._ema_update()
-        return self._update_trackers(loss.detach(), {k: v.detach() for k, v in aux.items()})
+            # A non-finite step keeps the previous weights, moments and EMA.
+            finite = self._skip_non_finite(loss.detach(), grads, saved)
+        logs = self._update_trackers(
+            loss.detach(), {k: v.detach() for k, v in aux.items()}, finite
+        )
+        return self._skip_logs(logs, [c.value for c in self._skip_counters()])
