@@ -374,12 +374,15 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     def call(self, inputs, training=False):
         """One step from noise: `g(sigma(tT) z, tT, t0)` with the *raw* weights.
 
+        `inputs` are standard normal; they are scaled by the interpolant's
+        `noise_std` (its `noise_scale`), as in training.
+
         Use `keras_gcm.samplers` for batched sampling with the EMA weights.
         """
         z = ops.cast(inputs, "float32")
         t = _per_example(z, self.tT)
         s = _per_example(z, self.t0)
-        x = self.interpolant.sigma(self.tT) * z
+        x = self.interpolant.sigma(self.tT) * self.interpolant.noise_std * z
         return self.g(x, t, s, training=training)
 
     # ---------------------------------------------------- dropout replay
@@ -458,8 +461,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         Args:
             x: a batch of data, shape (B, ...data dims).
             training: bool, dropout on (the same mask for student and teacher).
-            z: optional noise of x's shape (drawn from the model's seed
-                generator if None).
+            z: optional noise of x's shape, used as is (if None, drawn
+                from the model's seed generator as `noise_std * N(0, I)`,
+                see `OTFlow(noise_scale=...)`).
             t: optional times (B,) in [t0, tT] (drawn by the time sampler if
                 None).
             s: optional upper limits (B,) with s <= t (t0 if None and t given).
@@ -484,7 +488,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                     (n,) + tuple(x.shape[1:]), seed=self.noise_seed_generator
                 ),
                 batch,
-            )
+            ) * self.interpolant.noise_std
         else:
             z = ops.convert_to_tensor(z, "float32")
             if tuple(z.shape) != tuple(x.shape):
@@ -529,7 +533,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             y_pred, target, scale = loss_fn.continuous_terms(u_t, f_t, dfdt, t, s)
 
         loss = loss_fn(
-            {"target": target, "t": t, "s": s}, y_pred, sample_weight=weight * scale
+            {"target": target, "t": t, "s": s, "r": r}, y_pred,
+            sample_weight=weight * scale
         )
         return loss, {"mean_h": ops.mean(t - r)}
 

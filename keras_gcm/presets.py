@@ -65,12 +65,12 @@ _UNIFORM = _spec("UniformTime")
 _SINE = _spec("SineTime", a=1.0, b=0.01)
 
 _A = {
-    "description": "Table 2 A: naive baseline (constant h, c(t)=t, w=1, uniform t, s=t0, Eq. 40 loss)",
+    "description": "Table 2 A: naive baseline (constant h, c(t)=t, w=1, uniform t, s=t0, Eq. 39 loss)",
     "step": _spec("ConstantStep"),
     "conditioning": _spec("IdentityTime"),
     "weighting": _spec("ConstantWeight"),
     "time_sampler": _cu(_UNIFORM),
-    "loss": _spec("ConsistencyLoss", form="eq40"),
+    "loss": _spec("ConsistencyLoss", form="eq39"),
     "importance_weighting": False,
 }
 

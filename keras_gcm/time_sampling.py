@@ -23,6 +23,9 @@ import numpy as np
 import keras
 from keras import ops
 
+#: Readings of the VU importance density (section 3.3): `p(t | s)` or `p_q(q)`.
+IMPORTANCE_DENSITIES = ("conditional", "unit")
+
 # Smallest unit variate used; float32 keeps 1 - _TINY < 1.
 _TINY = 1e-7
 
@@ -165,7 +168,7 @@ class SineTime(TimeDistribution):
 
     >>> dist = keras_gcm.time_sampling.SineTime(a=1.0, b=0.01, seed=0)
     >>> q = dist.sample((1024,))
-    >>> dist.pdf(keras.ops.convert_to_tensor([0.0, 1.0]))  # about [0.0247, 1.5707]
+    >>> dist.pdf(keras.ops.convert_to_tensor([0.0, 1.0]))  # about [0.02443, 1.5553]
     """
 
     def __init__(self, a=1.0, b=0.01, seed=None, **kwargs):
@@ -477,10 +480,25 @@ class VariableUpperLimit(JointTimeSampler):
     `s = t0 + (t - t0) q_s`; the importance density is then the marginal
     `p_t(q_t) / (tT - t0)` of t.
 
+    Importance weighting divides `w(t)` by `density(t, s)`. Section 3.3 can
+    be read two ways under VU (`importance_density`):
+
+    * `"conditional"` (default; Table 1 read literally): `p(t | s) =
+      p_t(q_t) / (tT - s)`. Going from uniform sampling without importance
+      weights (Table 3 J, effective weight `w(t) / (tT - s)`) to sine
+      sampling with them (K) then also rescales every s by `tT - s`.
+    * `"unit"` ("sample with p, keep the effective weight"): `p_t(q_t)`,
+      the density of `q = (t - s) / (tT - s)` on [0, 1], so that K keeps J's
+      effective weight and changes only where t is drawn.
+
+    The measurement that chose the default is on the docs page "Choices the
+    paper leaves open" (`benchmarks/choices.py`).
+
     Args:
         s_dist: `TimeDistribution` for q_s (default `UniformPowerTime(nu=4)`).
         t_dist: `TimeDistribution` for q_t (default `UniformTime()`).
         order: "s_first" or "t_first".
+        importance_density: "conditional" (`p(t | s)`) or "unit" (`p_q(q)`).
         t0: float, default 0.006.
         tT: float, default 0.994.
         seed: int or None.
@@ -496,11 +514,17 @@ class VariableUpperLimit(JointTimeSampler):
     variable_upper_limit = True
 
     def __init__(self, s_dist=None, t_dist=None, order="s_first", t0=0.006, tT=0.994,
-                 seed=None, **kwargs):
+                 seed=None, importance_density="conditional", **kwargs):
         super().__init__(t0=t0, tT=tT, seed=seed, **kwargs)
         if order not in ("s_first", "t_first"):
             raise ValueError(f"`order` must be 's_first' or 't_first'. Received: {order!r}")
+        if importance_density not in IMPORTANCE_DENSITIES:
+            raise ValueError(
+                f"`importance_density` must be one of {IMPORTANCE_DENSITIES}. "
+                f"Received: {importance_density!r}"
+            )
         self.order = order
+        self.importance_density = importance_density
         self.s_dist = _deserialize_dist(s_dist, lambda: UniformPowerTime(4.0))
         self.t_dist = _deserialize_dist(t_dist, UniformTime)
 
@@ -518,7 +542,10 @@ class VariableUpperLimit(JointTimeSampler):
     def density(self, t, s):
         lower = s if self.order == "s_first" else self.t0
         width = self.tT - lower
-        return self.t_dist.pdf((t - lower) / width) / width
+        density = self.t_dist.pdf((t - lower) / width)
+        if self.importance_density == "unit":
+            return density
+        return density / width
 
     def get_config(self):
         config = super().get_config()
@@ -527,6 +554,7 @@ class VariableUpperLimit(JointTimeSampler):
                 "s_dist": keras.saving.serialize_keras_object(self.s_dist),
                 "t_dist": keras.saving.serialize_keras_object(self.t_dist),
                 "order": self.order,
+                "importance_density": self.importance_density,
             }
         )
         return config
