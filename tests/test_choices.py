@@ -206,13 +206,19 @@ def test_mmd_with_teacher_times_equals_a_double_loop_over_eq45(m, sigma):
     # With r = t both readings agree; with r != t they differ.
     same = dict(y_true, r=t)
     assert float(to_numpy(L.TimeAwareMMD(m, sigma, kernel_times="r")(same, a, sample_weight=w))) == \
-        pytest.approx(float(to_numpy(L.TimeAwareMMD(m, sigma)(same, a, sample_weight=w))), rel=1e-6)
-    assert float(to_numpy(L.TimeAwareMMD(m, sigma)(y_true, a, sample_weight=w))) != \
-        pytest.approx(got, rel=1e-4)
+        pytest.approx(float(to_numpy(L.TimeAwareMMD(m, sigma, kernel_times="t")(same, a,
+                                                                                sample_weight=w))),
+                      rel=1e-6)
+    assert float(to_numpy(L.TimeAwareMMD(m, sigma, kernel_times="t")(y_true, a, sample_weight=w))) \
+        != pytest.approx(got, rel=1e-4)
     with pytest.raises(ValueError, match="kernel_times"):
         L.TimeAwareMMD(m, sigma, kernel_times="s")
-    with pytest.raises(ValueError, match="teacher times"):
-        L.TimeAwareMMD(m, sigma, kernel_times="r")({"target": b, "t": t, "s": s}, a)
+    # Default: Eq. 44 (teacher points at r); without r the teacher times are t.
+    assert L.TimeAwareMMD(m, sigma).kernel_times == "r"
+    no_r = {"target": b, "t": t, "s": s}
+    assert float(to_numpy(L.TimeAwareMMD(m, sigma)(no_r, a, sample_weight=w))) == pytest.approx(
+        float(to_numpy(L.TimeAwareMMD(m, sigma, kernel_times="t")(y_true, a, sample_weight=w))),
+        rel=1e-6)
 
 
 def test_model_passes_teacher_times_to_the_mmd():
