@@ -119,7 +119,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     `r = max(t - h(t), s)` and `x_r = x_t + (r - t) u_t`, evaluates the
     student at t and the stop-gradient teacher at r **with the same dropout
     mask**, and minimises the consistency loss weighted by `w(t)` (divided by
-    the sampling density `p(t | s)` with importance weighting, section 3.3).
+    the time sampler's `density(t, s)` with importance weighting, section 3.3).
 
     A constant-upper-limit (CU) model has a one-time-input network and a
     `ConstantUpperLimit` sampler; a variable-upper-limit (VU) model has a
@@ -144,7 +144,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         loss: a `ConsistencyLoss` or `TimeAwareMMD` (default time-aware MMD,
             M = 4, sigma = 0.05 for CU; M = 2, sigma = 0.1 for VU).
         curriculum: optional `EpsilonHalvingCurriculum`.
-        importance_weighting: bool, divide `w(t)` by `p(t | s)` (default True).
+        importance_weighting: bool, divide `w(t)` by the time sampler's
+            `density(t, s)` (default True; `VariableUpperLimit(
+            importance_density=...)` reads it as `p_q(q)` or `p(t | s)`).
         ema_decay: float in [0, 1), EMA decay per step (default 0.9999).
         ema_warmup: bool; if True the decay is `min(ema_decay, (1+n)/(10+n))`
             after n updates, so short runs get a useful EMA.

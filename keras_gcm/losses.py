@@ -160,14 +160,20 @@ class TimeAwareMMD(ConsistencyLoss):
     The batch is split into groups of `group_size` (M) consecutive samples,
     each with its own (t, s). With student points `a_j` (the Eq. 40
     expression, value `g(x_t, t, s)`) and teacher points `b_k = sg(g(x_r, r, s))`,
-    the kernel weight `kappa_jk = exp(-(|t_j - t_k| + |s_j - s_k|) / sigma)`
+    the kernel weight `kappa(u, v)_jk = exp(-(|u_j - v_k| + |s_j - s_k|) / sigma)`
     (Eq. 44) and `c_j = w_j / (t_j - r_j)`, one group contributes
 
-        1/(2 M^2) sum_j c_j sum_k kappa_jk (2||a_j - b_k|| - ||a_j - a_k|| - ||b_j - b_k||)
+        1/(2 M^2) sum_j c_j sum_k (2 kappa(t, r)_jk ||a_j - b_k||
+                                   - kappa(t, t)_jk ||a_j - a_k|| - kappa(r, r)_jk ||b_j - b_k||)
+
+    (Eq. 45: a teacher point carries its time r; with `kernel_times="t"`
+    every kappa is `kappa(t, t)`, the library's previous behaviour.)
 
     and the loss is the mean over groups. Per sample this is
     `c_j * (1/(2M)) sum_k kappa_jk (...)` averaged over the batch, so with
-    M = 1 it is exactly the Eq. 40 loss; with `sigma=None` (infinite) and
+    M = 1 and `kernel_times="t"` (or `sigma=None`) it is exactly the Eq. 40
+    loss (with the default `"r"` its one pair is weighted `exp(-(t - r) /
+    sigma)`); with `sigma=None` (infinite) and
     shared times it is IMM's MMD with the energy kernel (Eq. 43), halved.
 
     Args:

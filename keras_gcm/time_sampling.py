@@ -483,22 +483,25 @@ class VariableUpperLimit(JointTimeSampler):
     Importance weighting divides `w(t)` by `density(t, s)`. Section 3.3 can
     be read two ways under VU (`importance_density`):
 
-    * `"conditional"` (default; Table 1 read literally): `p(t | s) =
-      p_t(q_t) / (tT - s)`. Going from uniform sampling without importance
-      weights (Table 3 J, effective weight `w(t) / (tT - s)`) to sine
-      sampling with them (K) then also rescales every s by `tT - s`.
-    * `"unit"` ("sample with p, keep the effective weight"): `p_t(q_t)`,
-      the density of `q = (t - s) / (tT - s)` on [0, 1], so that K keeps J's
-      effective weight and changes only where t is drawn.
+    * `"unit"` (default; "sample with p, keep the effective weight"):
+      `p_t(q_t)`, the density of `q = (t - s) / (tT - s)` on [0, 1], so that
+      K keeps J's effective weight and changes only where t is drawn.
+    * `"conditional"` (Table 1 read literally; the library's behaviour
+      before this option): `p(t | s) = p_t(q_t) / (tT - s)`. Going from
+      uniform sampling without importance weights (Table 3 J, effective
+      weight `w(t) / (tT - s)`) to sine sampling with them (K) then also
+      rescales every s by `tT - s`.
 
-    The measurement that chose the default is on the docs page "Choices the
-    paper leaves open" (`benchmarks/choices.py`).
+    `"unit"` gave better 2-step samples than `"conditional"` on rows K and L
+    of both 2-D sets, beyond the seed spread (docs page "Choices the paper
+    leaves open", `benchmarks/choices.py`).
 
     Args:
         s_dist: `TimeDistribution` for q_s (default `UniformPowerTime(nu=4)`).
         t_dist: `TimeDistribution` for q_t (default `UniformTime()`).
         order: "s_first" or "t_first".
-        importance_density: "conditional" (`p(t | s)`) or "unit" (`p_q(q)`).
+        importance_density: "unit" (`p_q(q)`, default) or "conditional"
+            (`p(t | s)`).
         t0: float, default 0.006.
         tT: float, default 0.994.
         seed: int or None.
@@ -514,7 +517,7 @@ class VariableUpperLimit(JointTimeSampler):
     variable_upper_limit = True
 
     def __init__(self, s_dist=None, t_dist=None, order="s_first", t0=0.006, tT=0.994,
-                 seed=None, importance_density="conditional", **kwargs):
+                 seed=None, importance_density="unit", **kwargs):
         super().__init__(t0=t0, tT=tT, seed=seed, **kwargs)
         if order not in ("s_first", "t_first"):
             raise ValueError(f"`order` must be 's_first' or 't_first'. Received: {order!r}")
