@@ -124,7 +124,8 @@ def test_table_2_and_3_components_have_the_papers_values():
     assert isinstance(a["time_sampler"], keras_gcm.time_sampling.ConstantUpperLimit)
     assert isinstance(a["time_sampler"].t_dist, keras_gcm.time_sampling.UniformTime)
     assert (a["time_sampler"].t0, a["time_sampler"].tT) == (0.006, 0.994)
-    assert type(a["loss"]) is keras_gcm.losses.ConsistencyLoss and a["loss"].form == "eq40"
+    # Appendix G.1: the particle loss is implemented as Eq. 39.
+    assert type(a["loss"]) is keras_gcm.losses.ConsistencyLoss and a["loss"].form == "eq39"
     assert a["importance_weighting"] is False
 
     f = presets.components("gcm_cu")
