@@ -147,7 +147,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     `r = max(t - h(t), s)` and `x_r = x_t + (r - t) u_t`, evaluates the
     student at t and the stop-gradient teacher at r **with the same dropout
     mask**, and minimises the consistency loss weighted by `w(t)` (divided by
-    the sampling density `p(t | s)` with importance weighting, section 3.3).
+    the time sampler's `density(t, s)` with importance weighting, section 3.3).
 
     A constant-upper-limit (CU) model has a one-time-input network and a
     `ConstantUpperLimit` sampler; a variable-upper-limit (VU) model has a
@@ -172,7 +172,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         loss: a `ConsistencyLoss` or `TimeAwareMMD` (default time-aware MMD,
             M = 4, sigma = 0.05 for CU; M = 2, sigma = 0.1 for VU).
         curriculum: optional `EpsilonHalvingCurriculum`.
-        importance_weighting: bool, divide `w(t)` by `p(t | s)` (default True).
+        importance_weighting: bool, divide `w(t)` by the time sampler's
+            `density(t, s)` (default True; `VariableUpperLimit(
+            importance_density=...)` reads it as `p_q(q)` or `p(t | s)`).
         ema_decay: float in [0, 1), EMA decay per step (default 0.9999).
         ema_warmup: bool; if True the decay is `min(ema_decay, (1+n)/(10+n))`
             after n updates, so short runs get a useful EMA.
@@ -449,12 +451,15 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     def call(self, inputs, training=False):
         """One step from noise: `g(sigma(tT) z, tT, t0)` with the *raw* weights.
 
+        `inputs` are standard normal; they are scaled by the interpolant's
+        `noise_std` (its `noise_scale`), as in training.
+
         Use `keras_gcm.samplers` for batched sampling with the EMA weights.
         """
         z = ops.cast(inputs, "float32")
         t = _per_example(z, self.tT)
         s = _per_example(z, self.t0)
-        x = self.interpolant.sigma(self.tT) * z
+        x = self.interpolant.sigma(self.tT) * self.interpolant.noise_std * z
         return self.g(x, t, s, training=training)
 
     # ---------------------------------------------------- dropout replay
@@ -534,8 +539,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         Args:
             x: a batch of data, shape (B, ...data dims).
             training: bool, dropout on (the same mask for student and teacher).
-            z: optional noise of x's shape (drawn from the model's seed
-                generator if None).
+            z: optional noise of x's shape, used as is (if None, drawn
+                from the model's seed generator as `noise_std * N(0, I)`,
+                see `OTFlow(noise_scale=...)`).
             t: optional times (B,) in [t0, tT] (drawn by the time sampler if
                 None).
             s: optional upper limits (B,) with s <= t (t0 if None and t given).
@@ -564,7 +570,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                     (n,) + tuple(x.shape[1:]), seed=self.noise_seed_generator
                 ),
                 batch,
-            )
+            ) * self.interpolant.noise_std
         else:
             z = ops.convert_to_tensor(z, "float32")
             if tuple(z.shape) != tuple(x.shape):
@@ -611,7 +617,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             y_pred, target, scale = loss_fn.continuous_terms(u_t, f_t, dfdt, t, s)
 
         loss = loss_fn(
-            {"target": target, "t": t, "s": s}, y_pred, sample_weight=weight * scale
+            {"target": target, "t": t, "s": s, "r": r}, y_pred,
+            sample_weight=weight * scale
         )
         return loss, {"mean_h": ops.mean(t - r)}
 

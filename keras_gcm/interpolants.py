@@ -11,6 +11,9 @@ with EDM-style input / output preconditioning of the network.
 import keras
 from keras import ops
 
+#: Readings of the noise scale (section 3.1): `z ~ N(0, sigma_d^2 I)` or `N(0, I)`.
+NOISE_SCALES = ("sigma_data", "unit")
+
 
 @keras.saving.register_keras_serializable(package="keras_gcm")
 class OTFlow(keras.layers.Layer):
@@ -24,9 +27,21 @@ class OTFlow(keras.layers.Layer):
         c_in(t)  = 1 / (sigma_d sqrt(alpha(t)^2 + sigma(t)^2))
         c_out(t) = sigma_d sqrt(alpha'(t)^2 + sigma'(t)^2)
 
+    These give unit variance only when the noise has the data's scale,
+    `z ~ N(0, sigma_d^2 I)` (as IMM's code draws it): then `x_t` has std
+    `sigma_d sqrt(alpha^2 + sigma^2)` and `u_t` std `sigma_d sqrt(2)` for data
+    of std `sigma_d`. With `z ~ N(0, I)` and `sigma_d = 0.5` the network input
+    has std up to 2 and `u_t / c_out` std 1.58. `noise_scale` chooses the
+    reading (see the docs page "Choices the paper leaves open"); the model's
+    training noise and every sampler's prior follow it through `noise_std`.
+
     Args:
         sigma_data: float, standard deviation of the data (`sigma_d`, 0.5 in
             the paper).
+        noise_scale: `"sigma_data"` (default: `z ~ N(0, sigma_d^2 I)`, the
+            reading under which section 3.1's preconditioning gives unit
+            variance) or `"unit"` (`z ~ N(0, I)`, the library's behaviour
+            before this option).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -37,11 +52,25 @@ class OTFlow(keras.layers.Layer):
     (0.75, 0.25)
     """
 
-    def __init__(self, sigma_data=0.5, **kwargs):
+    def __init__(self, sigma_data=0.5, noise_scale="sigma_data", **kwargs):
         super().__init__(**kwargs)
         if not sigma_data > 0:
             raise ValueError(f"`sigma_data` must be positive. Received: {sigma_data}")
+        if noise_scale not in NOISE_SCALES:
+            raise ValueError(
+                f"`noise_scale` must be one of {NOISE_SCALES}. Received: {noise_scale!r}"
+            )
         self.sigma_data = float(sigma_data)
+        self.noise_scale = noise_scale
+
+    @property
+    def noise_std(self):
+        """Standard deviation of the noise z: `sigma_d` or 1 (`noise_scale`).
+
+        The model draws `z = noise_std * eps` with `eps ~ N(0, I)`; the
+        samplers start from `sigma(tT) * noise_std * eps`.
+        """
+        return self.sigma_data if self.noise_scale == "sigma_data" else 1.0
 
     def alpha(self, t):
         """Data coefficient `alpha(t) = 1 - t`."""
@@ -85,7 +114,7 @@ class OTFlow(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"sigma_data": self.sigma_data})
+        config.update({"sigma_data": self.sigma_data, "noise_scale": self.noise_scale})
         return config
 
 

@@ -15,6 +15,8 @@ from keras_gcm.validation import check_float, check_int
 from keras import ops
 
 FORMS = ("eq40", "eq39", "eq5")
+#: Times of the teacher points in the time-aware MMD kernel (Eq. 44): `t` or `r`.
+KERNEL_TIMES = ("t", "r")
 
 
 def safe_norm(x, axis):
@@ -67,20 +69,24 @@ class ConsistencyLoss(keras.losses.Loss):
     With student `f_t = f(x_t, t, s)`, teacher `f_r = sg(f(x_r, r, s))`
     (`r = max(t - h(t), s)`, `x_r = x_t + (r - t) u_t`), per sample:
 
-    * `"eq40"` (default, Eq. 40):
-      `||x_t + (r-t) f_t + (s-r) sg(f_t) - (x_r + (s-r) f_r)|| / (t - r)`;
-    * `"eq39"` (Eq. 39):
+    * `"eq39"` (default, Eq. 39, the form appendix G.1 implements):
       `||u_t - f_t + (s-r) (sg(f_t) - f_r) / (t - r)||`;
+    * `"eq40"` (Eq. 40):
+      `||x_t + (r-t) f_t + (s-r) sg(f_t) - (x_r + (s-r) f_r)|| / (t - r)`;
     * `"eq5"` (Eq. 5): `||x_t + (s-t) f_t - (x_r + (s-r) f_r)|| / (t - s)`.
 
     All three have the same gradient with respect to the network (appendix
-    D.1); Eq. 40 and Eq. 39 also have the same value. The continuous-time loss
+    D.1); Eq. 40 and Eq. 39 also have the same value, but in float32 Eq. 40
+    subtracts two points of size `|x_t|` and divides the difference by
+    `t - r ~ 1e-4`, which costs up to ~3e-4 relative error per sample near
+    tT; Eq. 39 works with the velocity-sized terms and stays at ~1e-7
+    (`tests/test_choices.py` checks both against float64). The continuous-time loss
     of Eq. 6, `||f_t - sg(u_t + (s - t) df/dt)||`, uses `continuous_terms`.
     The norm is over all non-batch axes; the reduction is the batch mean of
     the per-sample norm times `sample_weight`.
 
     Args:
-        form: one of "eq40", "eq39", "eq5".
+        form: one of "eq39" (default), "eq40", "eq5".
         name: loss name.
         reduction: Keras reduction (default "sum_over_batch_size").
         dtype: computation dtype (float32 by default, also under mixed
@@ -88,13 +94,13 @@ class ConsistencyLoss(keras.losses.Loss):
 
     Example:
 
-    >>> loss = keras_gcm.losses.ConsistencyLoss(form="eq40")
+    >>> loss = keras_gcm.losses.ConsistencyLoss(form="eq39")
     >>> y_pred, target, scale = loss.terms(x_t, x_r, u_t, f_t, f_r, t, r, s)
     >>> value = loss({"target": target, "t": t, "s": s}, y_pred,
     ...              sample_weight=weight * scale)
     """
 
-    def __init__(self, form="eq40", name="consistency_loss",
+    def __init__(self, form="eq39", name="consistency_loss",
                  reduction="sum_over_batch_size", dtype="float32"):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if form not in FORMS:
@@ -156,14 +162,20 @@ class TimeAwareMMD(ConsistencyLoss):
     The batch is split into groups of `group_size` (M) consecutive samples,
     each with its own (t, s). With student points `a_j` (the Eq. 40
     expression, value `g(x_t, t, s)`) and teacher points `b_k = sg(g(x_r, r, s))`,
-    the kernel weight `kappa_jk = exp(-(|t_j - t_k| + |s_j - s_k|) / sigma)`
+    the kernel weight `kappa(u, v)_jk = exp(-(|u_j - v_k| + |s_j - s_k|) / sigma)`
     (Eq. 44) and `c_j = w_j / (t_j - r_j)`, one group contributes
 
-        1/(2 M^2) sum_j c_j sum_k kappa_jk (2||a_j - b_k|| - ||a_j - a_k|| - ||b_j - b_k||)
+        1/(2 M^2) sum_j c_j sum_k (2 kappa(t, r)_jk ||a_j - b_k||
+                                   - kappa(t, t)_jk ||a_j - a_k|| - kappa(r, r)_jk ||b_j - b_k||)
+
+    (Eq. 45: a teacher point carries its time r; with `kernel_times="t"`
+    every kappa is `kappa(t, t)`, the library's previous behaviour.)
 
     and the loss is the mean over groups. Per sample this is
     `c_j * (1/(2M)) sum_k kappa_jk (...)` averaged over the batch, so with
-    M = 1 it is exactly the Eq. 40 loss; with `sigma=None` (infinite) and
+    M = 1 and `kernel_times="t"` (or `sigma=None`) it is exactly the Eq. 40
+    loss (with the default `"r"` its one pair is weighted `exp(-(t - r) /
+    sigma)`); with `sigma=None` (infinite) and
     shared times it is IMM's MMD with the energy kernel (Eq. 43), halved.
 
     Args:
@@ -173,6 +185,17 @@ class TimeAwareMMD(ConsistencyLoss):
         shared_time: bool; if True the model samples one (t, s) per group
             (IMM's MMD, Table 7i) instead of one per sample.
         form: "eq40" (default, appendix G.1) or "eq5" for the particle points.
+        kernel_times: which times the kernel gives the teacher points `b_k`:
+            `"r"` (default; Eq. 44 and 45 read literally: a teacher point
+            lives at its teacher time `r_k`, so the student-teacher pairs use
+            `|t_j - r_k|` and the teacher-teacher pairs `|r_j - r_k|`; the
+            times come from `y_true["r"]`, which `ConsistencyModel` passes,
+            and are taken equal to t when absent) or `"t"` (the library's
+            behaviour before this option: the student's `t_k` for both, so
+            every pair is weighted by `exp(-(|t_j - t_k| + |s_j - s_k|) /
+            sigma)`). The two differ by well under the seed spread in our
+            measurements (docs page "Choices the paper leaves open"), so the
+            default follows the paper.
 
     Example:
 
@@ -183,8 +206,8 @@ class TimeAwareMMD(ConsistencyLoss):
     """
 
     def __init__(self, group_size=4, sigma=0.05, shared_time=False, form="eq40",
-                 name="time_aware_mmd", reduction="sum_over_batch_size",
-                 dtype="float32"):
+                 kernel_times="r", name="time_aware_mmd",
+                 reduction="sum_over_batch_size", dtype="float32"):
         if form not in ("eq40", "eq5"):
             raise ValueError(
                 "TimeAwareMMD compares points g(x, t, s): `form` must be 'eq40' "
@@ -196,6 +219,11 @@ class TimeAwareMMD(ConsistencyLoss):
             sigma = check_float(sigma, "sigma", exclusive_minimum=0.0)
         if sigma is not None and not (sigma > 0):
             raise ValueError(f"`sigma` must be positive or None. Received: {sigma}")
+        if kernel_times not in KERNEL_TIMES:
+            raise ValueError(
+                f"`kernel_times` must be one of {KERNEL_TIMES}. Received: {kernel_times!r}"
+            )
+        self.kernel_times = kernel_times
         self.group_size = group_size
         self.sigma = None if sigma is None or sigma == float("inf") else float(sigma)
         self.shared_time = bool(shared_time)
@@ -211,14 +239,24 @@ class TimeAwareMMD(ConsistencyLoss):
         def pairwise(p, q):  # (G, M, M): ||p_j - q_k||
             return safe_norm(ops.expand_dims(p, 2) - ops.expand_dims(q, 1), axis=-1)
 
-        disc = 2.0 * pairwise(a, b) - pairwise(a, a) - pairwise(b, b)
-        if self.sigma is not None:
+        if self.sigma is None:
+            disc = 2.0 * pairwise(a, b) - pairwise(a, a) - pairwise(b, b)
+        else:
             t = ops.reshape(y_true["t"], (-1, m))
             s = ops.reshape(y_true["s"], (-1, m))
-            gap = ops.abs(ops.expand_dims(t, 2) - ops.expand_dims(t, 1)) + ops.abs(
-                ops.expand_dims(s, 2) - ops.expand_dims(s, 1)
-            )
-            disc = disc * ops.exp(-gap / self.sigma)
+            if self.kernel_times == "r" and y_true.get("r") is not None:
+                r = ops.reshape(y_true["r"], (-1, m))
+            else:
+                r = t
+
+            def kernel(u, v):  # (G, M, M): exp(-(|u_j - v_k| + |s_j - s_k|) / sigma)
+                gap = ops.abs(ops.expand_dims(u, 2) - ops.expand_dims(v, 1)) + ops.abs(
+                    ops.expand_dims(s, 2) - ops.expand_dims(s, 1)
+                )
+                return ops.exp(-gap / self.sigma)
+
+            disc = (2.0 * pairwise(a, b) * kernel(t, r)
+                    - pairwise(a, a) * kernel(t, t) - pairwise(b, b) * kernel(r, r))
         per_sample = ops.sum(disc, axis=-1) / (2.0 * m)
         return ops.reshape(per_sample, (-1,))
 
@@ -226,6 +264,6 @@ class TimeAwareMMD(ConsistencyLoss):
         config = super().get_config()
         config.update(
             {"group_size": self.group_size, "sigma": self.sigma,
-             "shared_time": self.shared_time}
+             "shared_time": self.shared_time, "kernel_times": self.kernel_times}
         )
         return config

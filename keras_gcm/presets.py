@@ -30,6 +30,15 @@ by the paper's numbers):
 * `ect_like`, `imm_like`: ECT's and IMM's discretisation and time
   conditioning on row D.
 
+Further tables (appendix H and the rest of Table 7):
+
+* `t7e_*`: IMM's, MeanFlow's and FACM's loss weighting and time sampling
+  (each cited in its description) on rows K / E, and ours (E, K).
+* `f7f_nu*`: the nu sweep of Fig. 7f on row L (nu = 4 is L).
+* `t7h_*`: DDPM++ / NCSN++ on row L; `network_kind(name)` names the network.
+* `t10_*`: Table 10, VU built on CU row D (D, M, K, L).
+* `t11_*`: Table 11, the CU framework's enhancements applied to ECT (a-f).
+
 `paper_fid(name)` gives the CIFAR-10 FIDs (1-step, 2-step) the paper reports
 for a preset's table cell.
 """
@@ -65,12 +74,12 @@ _UNIFORM = _spec("UniformTime")
 _SINE = _spec("SineTime", a=1.0, b=0.01)
 
 _A = {
-    "description": "Table 2 A: naive baseline (constant h, c(t)=t, w=1, uniform t, s=t0, Eq. 40 loss)",
+    "description": "Table 2 A: naive baseline (constant h, c(t)=t, w=1, uniform t, s=t0, Eq. 39 loss)",
     "step": _spec("ConstantStep"),
     "conditioning": _spec("IdentityTime"),
     "weighting": _spec("ConstantWeight"),
     "time_sampler": _cu(_UNIFORM),
-    "loss": _spec("ConsistencyLoss", form="eq40"),
+    "loss": _spec("ConsistencyLoss", form="eq39"),
     "importance_weighting": False,
 }
 
@@ -204,6 +213,105 @@ _PRESETS["t7j_analytic"] = _then(
     "Table 7j row 'analytic': K with the continuous-time loss (Eq. 6) through keras.ops JVP",
     jvp="analytic")
 
+# --------------------------------------------------------------- Table 7e
+# Each method's loss weighting and time sampling on our CU (E) / VU (K) rows,
+# without importance weights (the method's own effective weight w(t) p(t)).
+_PRESETS["t7e_imm"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7e row 'IMM': K with IMM's weighting (Zhou et al., 2025: "
+    "1/2 sigmoid(b - lambda_t) (-dlambda/dt) alpha^a / (alpha^2 + sigma^2)) and IMM's "
+    "time sampling (t uniform, then s uniform on [t0, t])",
+    weighting=_spec("IMMWeight", a=1.0, b=4.0),
+    time_sampler=_spec("VariableUpperLimit", s_dist=_UNIFORM, t_dist=_UNIFORM, order="t_first"),
+    importance_weighting=False)
+_PRESETS["t7e_meanflow"] = _then(
+    _PRESETS["vu_k"],
+    "Table 7e row 'MeanFlow': K with MeanFlow's time sampling (Geng et al., 2025: two "
+    "logit-normal(-2, 2) draws, t the larger, s the smaller) and constant weight (its "
+    "adaptive weight acts on the loss value, not on t)",
+    weighting=_spec("ConstantWeight"),
+    time_sampler=_spec("SortedPairTimes", t_dist=_spec("LogitNormalTime", mean=-2.0, std=2.0)),
+    importance_weighting=False)
+_PRESETS["t7e_facm"] = _then(
+    _PRESETS["cu_e"],
+    "Table 7e row 'FACM': E with FACM's weighting (Peng et al., 2025: cos(pi t'/2) in "
+    "t' = 1 - t, i.e. sin(pi t / 2)) and time sampling (t = 2/pi arctan(exp(n)), "
+    "n ~ N(-0.8, 1.6^2))",
+    weighting=_spec("SineWeight"),
+    time_sampler=_cu(_spec("ArctanLogNormalTime", mean=-0.8, std=1.6, scale=1.0)),
+    importance_weighting=False)
+_PRESETS["t7e_cu"] = _then(_PRESETS["cu_e"], "Table 7e row 'CU (Ours)' (row E; same as cu_e)")
+_PRESETS["t7e_vu"] = _then(_PRESETS["vu_k"], "Table 7e row 'VU (Ours)' (row K; same as vu_k)")
+
+# --------------------------------------------------------------- Fig. 7f
+# The intensity nu of the auxiliary VU task (uniform-power s-sampling), on row
+# L; the paper plots the sweep without printing its values, nu = 4 is L.
+FIG_7F_NUS = (1.0, 2.0, 4.0, 8.0, 16.0)
+for _nu in FIG_7F_NUS:
+    _PRESETS[f"f7f_nu{_nu:g}"] = _then(
+        _PRESETS["gcm_vu"],
+        f"Fig. 7f: L (GCM-VU) with the uniform-power s-sampling nu = {_nu:g}"
+        + (" (same as gcm_vu)" if _nu == 4.0 else ""),
+        time_sampler=_spec("VariableUpperLimit", s_dist=_spec("UniformPowerTime", nu=_nu),
+                           t_dist=_SINE))
+
+# --------------------------------------------------------------- Table 7h
+# The network is not a model argument: `network_kind(name)` names it
+# ("ddpmpp" unless the preset says otherwise; recipes build the network).
+_PRESETS["t7h_ddpmpp"] = _then(
+    _PRESETS["gcm_vu"], "Table 7h row 'DDPM++' (row L with EDM's DDPM++; same as gcm_vu)")
+_PRESETS["t7h_ncsnpp"] = _then(
+    _PRESETS["gcm_vu"], "Table 7h row 'NCSN++': row L with EDM's NCSN++ network "
+    "(SongUNet.ncsnpp())", network="ncsnpp")
+
+# --------------------------------------------------------------- Table 10
+_PRESETS["t10_d"] = _then(_PRESETS["cu_d"], "Table 10 row 'D Baseline' (same as cu_d)")
+_PRESETS["t10_m"] = _then(
+    _PRESETS["cu_d"],
+    "Table 10 row 'M + s-sampling': D with VU uniform-power s-sampling (nu = 4), t uniform "
+    "(the components of Table 3 J)",
+    time_sampler=_vu(_UNIFORM))
+_PRESETS["t10_k"] = _then(_PRESETS["t10_m"],
+                          "Table 10 row 'K + t-sampling': M with sine t-sampling and importance "
+                          "weights (same as vu_k)",
+                          time_sampler=_vu(_SINE), importance_weighting=True)
+_PRESETS["t10_l"] = _then(_PRESETS["t10_k"],
+                          "Table 10 row 'L + time-aware MMD' (same as gcm_vu)",
+                          loss=_spec("TimeAwareMMD", group_size=2, sigma=0.1))
+
+# --------------------------------------------------------------- Table 11
+# ECT (Geng et al., 2024) trained from scratch in flow-matching time: ECT's
+# discretisation with its curriculum (epsilon halving from 0.5 every 50K
+# iterations), EDM's noise conditioning ln(sigma)/4, EDM's log-normal noise
+# sampling (P_mean -1.1, P_std 2.0, sigma = sigma_d tan(pi t / 2)) and
+# ECT's weight 1/(t - r), which the consistency loss already applies.
+_PRESETS["t11_a_ect"] = _then(
+    _A,
+    "Table 11 a) ECT (w/o diffusion pretraining): ECT's h(t) (Eq. 28) with its curriculum, "
+    "c(t) = ln(sigma)/4, log-normal(-1.1, 2.0) noise sampling, weight 1/(t - r)",
+    step=_spec("ECTStep"),
+    curriculum=_spec("EpsilonHalvingCurriculum", initial_epsilon=0.5, halve_every=50_000),
+    conditioning=_spec("LogSigmaTime", sigma_data=0.5, scale=0.25),
+    weighting=_spec("ConstantWeight"),
+    time_sampler=_cu(_spec("ArctanLogNormalTime", mean=-1.1, std=2.0, scale=0.5)),
+    importance_weighting=False)
+_PRESETS["t11_b"] = _then(_PRESETS["t11_a_ect"], "Table 11 b) a - discretisation curriculum")
+del _PRESETS["t11_b"]["curriculum"]
+_PRESETS["t11_c"] = _then(_PRESETS["t11_b"],
+                          "Table 11 c) b - ECT discretisation + exponential discretisation",
+                          step=_spec("ExponentialStep", epsilon=0.005, mu=3.5))
+_PRESETS["t11_d"] = _then(_PRESETS["t11_c"],
+                          "Table 11 d) c + time preconditioning c(t) = (exp(3.5 t) - 1) / 3.5",
+                          conditioning=_spec("ExponentialTime", mu=3.5))
+_PRESETS["t11_e"] = _then(_PRESETS["t11_d"],
+                          "Table 11 e) d - ECT loss weighting & time sampling + ours (Gamma "
+                          "weight, sine t-sampling with importance weights; same as cu_e)",
+                          weighting=_spec("GammaWeight", gamma=1.0, lam=6.0),
+                          time_sampler=_cu(_SINE), importance_weighting=True)
+_PRESETS["t11_f"] = _then(_PRESETS["t11_e"],
+                          "Table 11 f) e + time-aware MMD (same as gcm_cu)",
+                          loss=_spec("TimeAwareMMD", group_size=4, sigma=0.05))
+
 # ------------------------------------------------ the paper's CIFAR-10 FIDs
 _PAPER_FID = {
     "cu_a_baseline": (6.40, 4.28), "cu_b": (5.73, 4.40), "cu_c": (5.75, 4.31),
@@ -225,6 +333,13 @@ _PAPER_FID = {
     "t7i_no_mmd": (2.91, 2.15), "t7i_shared_time_mmd": (2.91, 2.16),
     "t7i_time_aware_mmd": (2.86, 2.11),
     "t7j_finite_difference": (2.91, 2.15), "t7j_analytic": (2.93, 2.18),
+    "t7e_imm": (3.63, 2.37), "t7e_meanflow": (4.10, 2.58), "t7e_facm": (5.25, 4.24),
+    "t7e_cu": (2.91, 2.20), "t7e_vu": (2.91, 2.15),
+    "f7f_nu4": (2.86, 2.11),  # the other nu are plotted, not printed
+    "t7h_ddpmpp": (2.86, 2.11), "t7h_ncsnpp": (2.94, 2.22),
+    "t10_d": (3.02, 2.24), "t10_m": (2.94, 2.15), "t10_k": (2.91, 2.15), "t10_l": (2.86, 2.11),
+    "t11_a_ect": (3.87, 2.84), "t11_b": (4.63, 3.09), "t11_c": (4.38, 3.09),
+    "t11_d": (4.38, 3.05), "t11_e": (2.91, 2.20), "t11_f": (2.91, 2.19),
 }
 
 
@@ -328,7 +443,9 @@ def time_inputs(name):
     >>> keras_gcm.presets.time_inputs("gcm_vu")
     2
     """
-    return 2 if get(name)["time_sampler"][0] == "VariableUpperLimit" else 1
+    sampler = get(name)["time_sampler"][0]
+    cls = keras.saving.get_registered_object(f"keras_gcm>{sampler}")
+    return 2 if getattr(cls, "variable_upper_limit", False) else 1
 
 
 def build_component(spec):
@@ -374,4 +491,20 @@ def components(name):
     """
     preset = get(name)
     preset.pop("description")
+    preset.pop("network", None)
     return {key: build_component(value) for key, value in preset.items()}
+
+
+def network_kind(name):
+    """The network a preset's table cell uses: "ddpmpp" (default) or "ncsnpp".
+
+    A preset configures the `ConsistencyModel`; the network is built by the
+    caller (`keras_gcm.networks.SongUNet.ddpmpp()` / `.ncsnpp()`), so Table
+    7h's rows differ only in this name.
+
+    Example:
+
+    >>> keras_gcm.presets.network_kind("t7h_ncsnpp")
+    'ncsnpp'
+    """
+    return get(name).get("network", "ddpmpp")

@@ -46,7 +46,8 @@ def _generate(model, values, noises, times, kind, class_labels):
     from keras import ops
 
     interp = model.interpolant
-    noises = [ops.convert_to_tensor(z, "float32") for z in noises]
+    # The prior follows the training noise: z ~ N(0, noise_std^2 I).
+    noises = [ops.convert_to_tensor(z, "float32") * interp.noise_std for z in noises]
     if class_labels is not None:
         class_labels = ops.convert_to_tensor(class_labels)
     x = interp.sigma(times[0]) * noises[0]

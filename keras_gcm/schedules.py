@@ -395,24 +395,31 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
     """Discretisation curriculum: epsilon starts large and halves (appendix G.1).
 
     At training step `n` the step function is evaluated with
-    `epsilon_n = max(epsilon, initial_epsilon * 0.5 ** floor(n / halve_every))`,
-    where `epsilon` is the step function's own value, so the curriculum ends
-    at the configured discretisation. The paper starts at 0.5 and halves
-    every 50K iterations (Table 7d).
+    `epsilon_n = initial_epsilon * 0.5 ** floor(n / halve_every)`. Appendix
+    G.1 says exactly this: start at 0.5 and halve every 50K iterations, so
+    the paper's 400K-step run ends at 0.5 / 2^7 = 0.0039 (350K-400K), below
+    the step function's own 0.005. With `floor=True` (the library's
+    behaviour before this option) epsilon never goes below the step
+    function's epsilon: `max(epsilon, ...)`.
 
     Args:
         initial_epsilon: float, epsilon at step 0.
         halve_every: int, number of optimizer steps between halvings.
+        floor: bool, stop halving at the step function's epsilon (default
+            False, appendix G.1).
 
     Example:
 
     >>> curriculum = keras_gcm.schedules.EpsilonHalvingCurriculum(0.5, 50_000)
     >>> float(curriculum.epsilon(120_000, final_epsilon=0.005))
     0.125
+    >>> float(curriculum.epsilon(399_999, final_epsilon=0.005))  # 0.5 / 2**7
+    0.00390625
     """
 
-    def __init__(self, initial_epsilon=0.5, halve_every=50_000, **kwargs):
+    def __init__(self, initial_epsilon=0.5, halve_every=50_000, floor=False, **kwargs):
         super().__init__(**kwargs)
+        self.floor = bool(floor)
         if not initial_epsilon > 0:
             raise ValueError(f"`initial_epsilon` must be positive. Received: {initial_epsilon}")
         if int(halve_every) < 1:
@@ -425,7 +432,7 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
         step = ops.cast(step, "float32")
         halvings = ops.floor(step / float(self.halve_every))
         eps = self.initial_epsilon * ops.power(0.5, halvings)
-        return ops.maximum(eps, final_epsilon)
+        return ops.maximum(eps, final_epsilon) if self.floor else eps
 
     def call(self, step, final_epsilon):
         return self.epsilon(step, final_epsilon)
@@ -433,7 +440,8 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"initial_epsilon": self.initial_epsilon, "halve_every": self.halve_every}
+            {"initial_epsilon": self.initial_epsilon, "halve_every": self.halve_every,
+             "floor": self.floor}
         )
         return config
 
@@ -509,7 +517,7 @@ class ExponentialTime(TimeConditioning):
 
     Example:
 
-    >>> keras_gcm.schedules.ExponentialTime(3.5)(keras.ops.convert_to_tensor([1.0]))  # 9.647
+    >>> keras_gcm.schedules.ExponentialTime(3.5)(keras.ops.convert_to_tensor([1.0]))  # 9.1758
     """
 
     def __init__(self, mu=3.5, **kwargs):

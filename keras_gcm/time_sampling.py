@@ -23,6 +23,9 @@ import numpy as np
 import keras
 from keras import ops
 
+#: Readings of the VU importance density (section 3.3): `p(t | s)` or `p_q(q)`.
+IMPORTANCE_DENSITIES = ("conditional", "unit")
+
 # Smallest unit variate used; float32 keeps 1 - _TINY < 1.
 _TINY = 1e-7
 
@@ -165,7 +168,7 @@ class SineTime(TimeDistribution):
 
     >>> dist = keras_gcm.time_sampling.SineTime(a=1.0, b=0.01, seed=0)
     >>> q = dist.sample((1024,))
-    >>> dist.pdf(keras.ops.convert_to_tensor([0.0, 1.0]))  # about [0.0247, 1.5707]
+    >>> dist.pdf(keras.ops.convert_to_tensor([0.0, 1.0]))  # about [0.02443, 1.5553]
     """
 
     def __init__(self, a=1.0, b=0.01, seed=None, **kwargs):
@@ -477,10 +480,28 @@ class VariableUpperLimit(JointTimeSampler):
     `s = t0 + (t - t0) q_s`; the importance density is then the marginal
     `p_t(q_t) / (tT - t0)` of t.
 
+    Importance weighting divides `w(t)` by `density(t, s)`. Section 3.3 can
+    be read two ways under VU (`importance_density`):
+
+    * `"unit"` (default; "sample with p, keep the effective weight"):
+      `p_t(q_t)`, the density of `q = (t - s) / (tT - s)` on [0, 1], so that
+      K keeps J's effective weight and changes only where t is drawn.
+    * `"conditional"` (Table 1 read literally; the library's behaviour
+      before this option): `p(t | s) = p_t(q_t) / (tT - s)`. Going from
+      uniform sampling without importance weights (Table 3 J, effective
+      weight `w(t) / (tT - s)`) to sine sampling with them (K) then also
+      rescales every s by `tT - s`.
+
+    `"unit"` gave better 2-step samples than `"conditional"` on rows K and L
+    of both 2-D sets, beyond the seed spread (docs page "Choices the paper
+    leaves open", `benchmarks/choices.py`).
+
     Args:
         s_dist: `TimeDistribution` for q_s (default `UniformPowerTime(nu=4)`).
         t_dist: `TimeDistribution` for q_t (default `UniformTime()`).
         order: "s_first" or "t_first".
+        importance_density: "unit" (`p_q(q)`, default) or "conditional"
+            (`p(t | s)`).
         t0: float, default 0.006.
         tT: float, default 0.994.
         seed: int or None.
@@ -496,11 +517,17 @@ class VariableUpperLimit(JointTimeSampler):
     variable_upper_limit = True
 
     def __init__(self, s_dist=None, t_dist=None, order="s_first", t0=0.006, tT=0.994,
-                 seed=None, **kwargs):
+                 seed=None, importance_density="unit", **kwargs):
         super().__init__(t0=t0, tT=tT, seed=seed, **kwargs)
         if order not in ("s_first", "t_first"):
             raise ValueError(f"`order` must be 's_first' or 't_first'. Received: {order!r}")
+        if importance_density not in IMPORTANCE_DENSITIES:
+            raise ValueError(
+                f"`importance_density` must be one of {IMPORTANCE_DENSITIES}. "
+                f"Received: {importance_density!r}"
+            )
         self.order = order
+        self.importance_density = importance_density
         self.s_dist = _deserialize_dist(s_dist, lambda: UniformPowerTime(4.0))
         self.t_dist = _deserialize_dist(t_dist, UniformTime)
 
@@ -518,7 +545,10 @@ class VariableUpperLimit(JointTimeSampler):
     def density(self, t, s):
         lower = s if self.order == "s_first" else self.t0
         width = self.tT - lower
-        return self.t_dist.pdf((t - lower) / width) / width
+        density = self.t_dist.pdf((t - lower) / width)
+        if self.importance_density == "unit":
+            return density
+        return density / width
 
     def get_config(self):
         config = super().get_config()
@@ -527,6 +557,7 @@ class VariableUpperLimit(JointTimeSampler):
                 "s_dist": keras.saving.serialize_keras_object(self.s_dist),
                 "t_dist": keras.saving.serialize_keras_object(self.t_dist),
                 "order": self.order,
+                "importance_density": self.importance_density,
             }
         )
         return config
@@ -542,3 +573,187 @@ def _deserialize_dist(dist, default):
             f"Expected a keras_gcm TimeDistribution. Received: {dist!r}"
         )
     return dist
+
+
+# ------------------------------------------------ Table 7e / Table 11 densities
+def _normal_cdf(x):
+    return 0.5 * (1.0 + ops.erf(x / math.sqrt(2.0)))
+
+
+def _normal_icdf(u):
+    return math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+
+
+def _normal_pdf(x):
+    return ops.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+@_register
+class LogitNormalTime(TimeDistribution):
+    """Logit-normal distribution `q = sigmoid(n)`, `n ~ N(mean, std^2)` (Table 7e).
+
+    MeanFlow's time sampler (Geng et al., 2025, "Mean Flows for One-step
+    Generative Modeling", section 4: `lognorm(mean, std)`; CIFAR-10 uses
+    (-2.0, 2.0), ImageNet (-0.4, 1.0)). It is also EDM's log-normal noise
+    sampling `ln sigma ~ N(P_mean, P_std^2)` read in OT-flow time, since
+    `t / (1 - t) = sigma` there.
+
+        pdf(q) = phi((logit q - mean) / std) / (std q (1 - q)),
+        cdf(q) = Phi((logit q - mean) / std).
+
+    Args:
+        mean: float, mean of the logit (default -2.0, MeanFlow's CIFAR-10).
+        std: float > 0, its standard deviation (default 2.0).
+        seed: int or None.
+
+    Example:
+
+    >>> dist = keras_gcm.time_sampling.LogitNormalTime(-0.4, 1.0, seed=0)
+    >>> q = dist.sample((1024,))  # median sigmoid(-0.4) = 0.401
+    """
+
+    def __init__(self, mean=-2.0, std=2.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not std > 0:
+            raise ValueError(f"`std` must be positive. Received: std={std}")
+        self.mean, self.std = float(mean), float(std)
+
+    def _z(self, q):
+        q = ops.clip(ops.convert_to_tensor(q, "float32"), 1e-12, 1.0 - 1e-7)
+        return q, (ops.log(q) - ops.log1p(-q) - self.mean) / self.std
+
+    def pdf(self, q):
+        q_in = ops.convert_to_tensor(q, "float32")
+        q, z = self._z(q_in)
+        value = _normal_pdf(z) / (self.std * q * (1.0 - q))
+        inside = ops.logical_and(q_in > 0.0, q_in < 1.0)
+        return ops.where(inside, value, ops.zeros_like(value))
+
+    def cdf(self, q):
+        q_in = ops.convert_to_tensor(q, "float32")
+        value = _normal_cdf(self._z(q_in)[1])
+        value = ops.where(q_in <= 0.0, ops.zeros_like(value), value)
+        return ops.where(q_in >= 1.0, ops.ones_like(value), value)
+
+    def icdf(self, u):
+        u = ops.clip(ops.convert_to_tensor(u, "float32"), _TINY, 1.0 - _TINY)
+        return ops.sigmoid(self.mean + self.std * _normal_icdf(u))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean": self.mean, "std": self.std})
+        return config
+
+
+@_register
+class ArctanLogNormalTime(TimeDistribution):
+    """`q = (2/pi) arctan(exp(n) / scale)`, `n ~ N(mean, std^2)` (Tables 7e, 11).
+
+    A log-normal noise level `sigma = exp(n)` mapped to the paper's time by
+    Eq. 24, `sigma = scale * tan(pi q / 2)`:
+
+    * FACM (Peng et al., 2025, "Flow-Anchored Consistency Models"; sCM's
+      sampler, Lu & Song, 2024): mean -0.8, std 1.6, scale 1 (defaults);
+    * ECT (Geng et al., 2024) / EDM (Karras et al., 2022): `P_mean = -1.1`,
+      `P_std = 2.0` with `scale = sigma_d = 0.5`.
+
+        cdf(q) = Phi((ln(scale tan(pi q / 2)) - mean) / std),
+        pdf(q) = phi(.) pi / (std sin(pi q)).
+
+    Args:
+        mean: float, mean of `ln sigma` (default -0.8).
+        std: float > 0 (default 1.6).
+        scale: float > 0, `sigma` at q = 1/2 (default 1).
+        seed: int or None.
+
+    Example:
+
+    >>> dist = keras_gcm.time_sampling.ArctanLogNormalTime(-1.1, 2.0, scale=0.5, seed=0)
+    >>> q = dist.sample((1024,))
+    """
+
+    def __init__(self, mean=-0.8, std=1.6, scale=1.0, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not std > 0:
+            raise ValueError(f"`std` must be positive. Received: std={std}")
+        if not scale > 0:
+            raise ValueError(f"`scale` must be positive. Received: scale={scale}")
+        self.mean, self.std, self.scale = float(mean), float(std), float(scale)
+
+    def _z(self, q):
+        q = ops.clip(ops.convert_to_tensor(q, "float32"), 1e-12, 1.0 - 1e-7)
+        log_sigma = math.log(self.scale) + ops.log(ops.tan(0.5 * math.pi * q))
+        return q, (log_sigma - self.mean) / self.std
+
+    def pdf(self, q):
+        q_in = ops.convert_to_tensor(q, "float32")
+        q, z = self._z(q_in)
+        value = _normal_pdf(z) * math.pi / (self.std * ops.sin(math.pi * q))
+        inside = ops.logical_and(q_in > 0.0, q_in < 1.0)
+        return ops.where(inside, value, ops.zeros_like(value))
+
+    def cdf(self, q):
+        q_in = ops.convert_to_tensor(q, "float32")
+        value = _normal_cdf(self._z(q_in)[1])
+        value = ops.where(q_in <= 0.0, ops.zeros_like(value), value)
+        return ops.where(q_in >= 1.0, ops.ones_like(value), value)
+
+    def icdf(self, u):
+        u = ops.clip(ops.convert_to_tensor(u, "float32"), _TINY, 1.0 - _TINY)
+        sigma = ops.exp(self.mean + self.std * _normal_icdf(u))
+        return ops.arctan(sigma / self.scale) / (0.5 * math.pi)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean": self.mean, "std": self.std, "scale": self.scale})
+        return config
+
+
+@_register
+class SortedPairTimes(JointTimeSampler):
+    """MeanFlow's (t, s) pairs: two i.i.d. draws, `t` the larger (Table 7e).
+
+    Geng et al. (2025) draw two times from one distribution and take the
+    larger as the current time and the smaller as the end time; here `q_1,
+    q_2 ~ t_dist`, `t = t0 + (tT - t0) max(q)`, `s = t0 + (tT - t0) min(q)`.
+    (MeanFlow also sets `s = t` for a fraction of the pairs, a flow-matching
+    task that a discrete consistency loss gives zero weight; it is left out.)
+    The conditional density of t given s is
+    `p(t | s) = p_q(q_t) / ((1 - F_q(q_s)) (tT - t0))`.
+
+    Args:
+        t_dist: `TimeDistribution` of both draws (default
+            `LogitNormalTime(-2.0, 2.0)`, MeanFlow's CIFAR-10 sampler).
+        t0, tT: floats, the training interval.
+        seed: int or None.
+
+    Example:
+
+    >>> sampler = keras_gcm.time_sampling.SortedPairTimes(seed=0)
+    >>> t, s = sampler.sample(8)  # t0 <= s <= t <= tT
+    """
+
+    variable_upper_limit = True
+
+    def __init__(self, t_dist=None, t0=0.006, tT=0.994, seed=None, **kwargs):
+        super().__init__(t0=t0, tT=tT, seed=seed, **kwargs)
+        self.t_dist = _deserialize_dist(t_dist, lambda: LogitNormalTime(-2.0, 2.0))
+
+    def _sample(self, n, seed):
+        q = self.t_dist.sample((n, 2), seed=seed)
+        width = self.tT - self.t0
+        t = self.t0 + width * ops.max(q, axis=-1)
+        s = self.t0 + width * ops.min(q, axis=-1)
+        return t, s
+
+    def density(self, t, s):
+        width = self.tT - self.t0
+        q_t = (t - self.t0) / width
+        q_s = (s - self.t0) / width
+        tail = ops.maximum(1.0 - self.t_dist.cdf(q_s), 1e-12)
+        return self.t_dist.pdf(q_t) / (tail * width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"t_dist": keras.saving.serialize_keras_object(self.t_dist)})
+        return config

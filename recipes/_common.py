@@ -121,12 +121,15 @@ def setup_distribution(args):
 def preset_overrides(args):
     """`ConsistencyModel.from_preset` overrides from a recipe's arguments.
 
-    `args.ema_decay` and `args.seed`, and with `args.epsilon` set, the
+    `args.ema_decay`, `args.seed` (and `args.ema_warmup` where the recipe
+    has it), and with `args.epsilon` set, the
     preset's discretisation with that epsilon (its other arguments kept).
     """
     from keras_gcm import presets
 
     overrides = {"ema_decay": args.ema_decay, "seed": args.seed}
+    if getattr(args, "ema_warmup", None) is not None:
+        overrides["ema_warmup"] = args.ema_warmup
     if getattr(args, "epsilon", None) is not None:
         step_spec = presets.get(args.preset)["step"]
         step_spec[1]["epsilon"] = args.epsilon

@@ -83,6 +83,8 @@ def parse_args(argv=None):
     parser.add_argument("--beta-2", type=float, default=0.999)
     parser.add_argument("--adam-epsilon", type=float, default=1e-8)
     parser.add_argument("--ema-decay", type=float, default=0.9999)
+    parser.add_argument("--ema-warmup", action="store_true",
+                        help="EMA warm-up min(decay, (1+n)/(10+n)); default off: G.1's plain EMA")
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--epsilon", type=float, default=None,
                         help="epsilon of the preset's h(t) (default: the preset's, 0.005; "
@@ -423,6 +425,7 @@ def _run(args, backend, distribution_scope):
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "ema_decay": args.ema_decay,
+        "ema_warmup": args.ema_warmup,
         "dropout": args.dropout,
         "xflip": args.xflip,
         "augment": args.augment,

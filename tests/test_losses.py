@@ -151,12 +151,27 @@ def test_mmd_gradient_is_finite_at_coincident_points():
 def test_model_with_mmd_group_one_equals_the_particle_model():
     x, z, t, s = explicit_draws(8)
     a = make_model(loss=L.ConsistencyLoss())
-    b = make_model(loss=L.TimeAwareMMD(1, 0.05))
-    for v, ref in zip(b.network.trainable_variables, a.network.trainable_variables):
-        v.assign(ref.value)
     la = float(to_numpy(a.compute_consistency_loss(x, False, z, t, s)[0]))
+    # With the kernel at t for both points (or sigma = inf) a group of one is
+    # the particle loss; with Eq. 44's teacher time r (the default) its one
+    # student-teacher pair is weighted exp(-(t - r) / sigma).
+    for loss in (L.TimeAwareMMD(1, 0.05, kernel_times="t"), L.TimeAwareMMD(1, None)):
+        b = make_model(loss=loss)
+        for v, ref in zip(b.network.trainable_variables, a.network.trainable_variables):
+            v.assign(ref.value)
+        lb = float(to_numpy(b.compute_consistency_loss(x, False, z, t, s)[0]))
+        # The MMD's points are Eq. 40's, the particle default is Eq. 39: equal up
+        # to Eq. 40's float32 rounding (about 1e-5 here, see test_choices.py).
+        assert lb == pytest.approx(la, rel=1e-4)
+    b = make_model(loss=L.TimeAwareMMD(1, 0.05))
+    assert b.consistency_loss.kernel_times == "r"
     lb = float(to_numpy(b.compute_consistency_loss(x, False, z, t, s)[0]))
-    assert lb == pytest.approx(la, rel=1e-6)
+    r = np.maximum(t - to_numpy(a.step(t)), s)
+    per_sample = [float(to_numpy(a.compute_consistency_loss(x[i:i + 1], False, z[i:i + 1],
+                                                              t[i:i + 1], s[i:i + 1])[0]))
+                  for i in range(len(x))]
+    assert lb == pytest.approx(np.mean(np.exp(-(t - r) / 0.05) * per_sample), rel=1e-4)
+    assert lb < la * np.exp(-(t - r).min() / 0.05) * 1.001  # strictly down-weighted
 
 
 def test_zero_length_step_gets_zero_weight_not_nan():

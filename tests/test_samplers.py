@@ -15,20 +15,21 @@ def _manual_g(model, x, t, s, use_ema=False):
 def test_one_step_is_g_from_tT_to_t0():
     model = make_model()
     out = samplers.one_step(model, 5, seed=0, use_ema=False)
-    z = samplers._noise(0, 0, 5, (2,), 1)[0]
+    # The prior is sigma(tT) z with z ~ N(0, noise_std^2 I) (OTFlow noise_scale).
+    z = samplers._noise(0, 0, 5, (2,), 1)[0] * model.interpolant.noise_std
     want = _manual_g(model, 0.994 * z, 0.994, 0.006)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
 def test_restart_and_pushforward_follow_their_definitions():
     cu = make_model()
-    z0, z1 = samplers._noise(1, 0, 6, (2,), 2)
+    z0, z1 = samplers._noise(1, 0, 6, (2,), 2) * cu.interpolant.noise_std
     x0 = _manual_g(cu, 0.994 * z0, 0.994, 0.006)
     want = _manual_g(cu, 0.4 * x0 + 0.6 * z1, 0.6, 0.006)
     np.testing.assert_allclose(samplers.restart(cu, 6, (0.994, 0.6), seed=1, use_ema=False),
                                want, rtol=1e-5, atol=1e-6)
     vu = make_model(vu=True)
-    z = samplers._noise(2, 0, 6, (2,), 1)[0]
+    z = samplers._noise(2, 0, 6, (2,), 1)[0] * vu.interpolant.noise_std
     x = _manual_g(vu, 0.994 * z, 0.994, 0.6)
     want = _manual_g(vu, x, 0.6, 0.006)
     np.testing.assert_allclose(samplers.pushforward(vu, 6, (0.994, 0.6, 0.006), seed=2, use_ema=False),

@@ -121,7 +121,8 @@ def test_cu_sampler_and_its_conditional_density():
 
 
 def test_vu_sampler_s_first_marginals_and_conditional():
-    sampler = T.VariableUpperLimit(T.UniformPowerTime(4.0), T.SineTime(), seed=0)
+    sampler = T.VariableUpperLimit(T.UniformPowerTime(4.0), T.SineTime(), seed=0,
+                                   importance_density="conditional")
     t, s = (to_numpy(v).astype("float64") for v in sampler.sample(N))
     t0, tT = 0.006, 0.994
     assert np.all(s >= t0) and np.all(t > s) and np.all(t <= tT + 1e-7)
@@ -137,7 +138,8 @@ def test_vu_sampler_s_first_marginals_and_conditional():
 
 
 def test_vu_sampler_t_first_order():
-    sampler = T.VariableUpperLimit(T.UniformPowerTime(4.0), T.UniformTime(), order="t_first", seed=0)
+    sampler = T.VariableUpperLimit(T.UniformPowerTime(4.0), T.UniformTime(), order="t_first", seed=0,
+                                   importance_density="conditional")
     t, s = (to_numpy(v).astype("float64") for v in sampler.sample(N))
     assert stats.kstest((t - 0.006) / 0.988, "uniform").pvalue > 1e-3
     assert np.all(s <= t) and np.all(s >= 0.006)
