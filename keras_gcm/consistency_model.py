@@ -6,7 +6,9 @@ written once in `keras.ops`; the per-backend `train_step`s in
 the EMA weights inside the compiled step.
 """
 
+import contextlib
 import inspect
+import itertools
 import warnings
 
 import numpy as np
@@ -16,6 +18,7 @@ from keras import ops
 from keras_gcm import callbacks as gcm_callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses as gcm_losses
+from keras_gcm import portable_random
 from keras_gcm import schedules
 from keras_gcm import time_sampling
 from keras_gcm import weighting as gcm_weighting
@@ -99,6 +102,27 @@ def _is_functional(network):
     return isinstance(network, keras.Model) and hasattr(network, "_nodes_by_depth")
 
 
+class _EvaluationBatchCounter(keras.metrics.Metric):
+    """Index of the current `evaluate` batch (reset with the metrics, reports nothing).
+
+    A metric so that Keras resets it at the start of every `evaluate` (and of
+    every validation pass) and threads it through the compiled JAX step; its
+    `result()` is empty, so it adds no entry to the logs.
+    """
+
+    def __init__(self, name="evaluation_batches", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32", name="count"
+        )
+
+    def update_state(self):
+        self.count.assign(self.count.value + 1)
+
+    def result(self):
+        return {}
+
+
 def _resolve(obj, default, base, what):
     if obj is None:
         return default()
@@ -128,7 +152,20 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     row of Table 2 / 3 is `ConsistencyModel.from_preset(name, network)`.
 
     An exponential moving average (EMA) of the network's weights is updated
-    inside the compiled train step and is what the samplers use by default.
+    inside the compiled train step. Keras' own loops use the **raw** weights,
+    the ones the optimizer trains: `fit`'s `loss`, `evaluate` / `val_loss`
+    (unless `evaluate_with_ema=True`) and `predict` / `__call__`. Everything
+    that generates samples for use takes the **EMA** weights by default:
+    `generate`, `keras_gcm.samplers` and `export`.
+
+    `evaluate` (and `validation_data` / `validation_split` in `fit`) reports
+    the consistency loss without dropout on fixed draws: the noise and times
+    of the i-th evaluation batch are a function of `evaluation_seed` and i
+    only (`keras_gcm.portable_random`, the same numbers on every backend),
+    never of the training seed generators, so the same weights and data give
+    the same number on every call and every backend, and evaluating does not
+    change the training run. It uses the step's own epsilon (a curriculum is
+    ignored), so values at different points of training are comparable.
 
     Args:
         network: a Keras layer/model `F` called as `F(x, c_t)` (CU) or
@@ -151,6 +188,10 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         jvp: "finite_difference" (discrete-time loss, default) or "analytic"
             (continuous-time loss of Eq. 6 through `keras.ops.jvp`).
         seed: int or None, seed of the noise generator.
+        evaluate_with_ema: bool, compute `evaluate`'s loss with the EMA weights
+            instead of the raw ones (default False: `val_loss` is then the
+            same function of the same weights as the training `loss`, which
+            is what `EarlyStopping` and `ReduceLROnPlateau` compare).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -178,6 +219,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         ema_warmup=True,
         jvp="finite_difference",
         seed=None,
+        evaluate_with_ema=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -250,8 +292,11 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         self.ema_warmup = bool(ema_warmup)
         self.jvp = jvp
         self.seed = seed
+        self.evaluate_with_ema = bool(evaluate_with_ema)
         self.noise_seed_generator = keras.random.SeedGenerator(seed)
         self.h_tracker = keras.metrics.Mean(name="mean_h")
+        self._evaluation_batches = _EvaluationBatchCounter()
+        self._evaluating = False
         self._network_seed_generators = None
         self._ema_index = None
         self._inference_functions = {}
@@ -446,7 +491,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             raise ValueError(f"A CU model has s = t0 = {self.t0}; got other values of s.")
 
     def _epsilon(self):
-        if self.curriculum is None:
+        if self.curriculum is None or self._evaluating:
             return self.step.epsilon
         step = self.optimizer.iterations if self.optimizer is not None else 0
         return self.curriculum.epsilon(step, self.step.epsilon)
@@ -532,6 +577,84 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             {"target": target, "t": t, "s": s}, y_pred, sample_weight=weight * scale
         )
         return loss, {"mean_h": ops.mean(t - r)}
+
+    # Seed of the evaluation draws (`compute_evaluation_loss`): fixed, and
+    # independent of `seed`, so models trained with different seeds are
+    # evaluated on the same draws.
+    evaluation_seed = 0
+
+    def compute_evaluation_loss(self, x, class_labels=None):
+        """The loss `evaluate` reports: the consistency loss on fixed draws.
+
+        The noise z and the times (t, s) of the i-th batch of an `evaluate`
+        call (or validation pass) are drawn by `keras_gcm.portable_random`
+        from `(evaluation_seed, i)`: the same numbers on every backend and in
+        every call, and the training seed generators are not touched. The
+        times follow the model's time sampler, so the value estimates the
+        training objective. No dropout; the step's own epsilon (no
+        curriculum); the raw weights, or the EMA weights with
+        `evaluate_with_ema=True` (the raw ones before the first EMA update).
+        Each call advances the batch index; Keras resets it when an
+        evaluation starts.
+
+        Args:
+            x: a batch of data, shape (B, ...data dims).
+            class_labels: optional labels passed to the network.
+
+        Returns:
+            `(loss, aux)` as in `compute_consistency_loss`.
+        """
+        x = ops.convert_to_tensor(x, "float32")
+        if not self.built:
+            self.build(x.shape)
+        self._check_batch(x)
+        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+        index = self._evaluation_batches.count.value
+        seed = self.evaluation_seed
+        z = draw_for_replica(
+            lambda n: portable_random.normal(
+                (n,) + tuple(x.shape[1:]), seed, index, stream=0
+            ),
+            batch,
+        )
+        streams = itertools.count(2)  # the normal uses uniform streams 0 and 1
+
+        def uniforms(shape):
+            return portable_random.uniform(shape, seed, index, next(streams))
+
+        loss_fn = self.consistency_loss
+        group = loss_fn.group_size if loss_fn.shared_time else 1
+        t, s = draw_for_replica(
+            lambda n: self.time_sampler.sample(n, seed=uniforms, group_size=group),
+            batch,
+        )
+        scope = self._ema_scope() if self.evaluate_with_ema else contextlib.nullcontext()
+        self._evaluating = True
+        try:
+            with scope:
+                loss, aux = self.compute_consistency_loss(
+                    x, training=False, z=z, t=t, s=s, class_labels=class_labels
+                )
+        finally:
+            self._evaluating = False
+        self._evaluation_batches.update_state()
+        return loss, aux
+
+    def _ema_scope(self):
+        """A `StatelessScope` in which the network's weights read as the EMA.
+
+        Every model variable keeps its current value (also inside an
+        enclosing stateless scope, as in the JAX steps) except the network's
+        trainable weights, which read as the EMA weights once the EMA holds
+        an update. Variable updates inside the scope are discarded.
+        """
+        trained = self.ema_updates.value > 0
+        ema = {
+            id(v): ops.where(trained, e.value, v.value)
+            for v, e in zip(self.network.trainable_variables, self.ema_weights)
+        }
+        mapping = [(v, ema.get(id(v), v.value)) for v in self.variables]
+        return keras.StatelessScope(state_mapping=mapping)
 
     # ------------------------------------------------------------------ EMA
     def _ema_decay(self, updates):
@@ -768,6 +891,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             "ema_warmup": self.ema_warmup,
             "jvp": self.jvp,
             "seed": self.seed,
+            "evaluate_with_ema": self.evaluate_with_ema,
         }
 
     @classmethod

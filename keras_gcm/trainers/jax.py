@@ -91,6 +91,21 @@ class ConsistencyTrainer:
         metrics_vars = [_current(scope, v) for v in self.metrics_variables]
         return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
+    def test_step(self, state, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        trainable, non_trainable, metrics_vars = state
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        mapping = (
+            list(zip(self.trainable_variables, trainable))
+            + list(zip(self.non_trainable_variables, non_trainable))
+            + list(zip(self.metrics_variables, metrics_vars))
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+            logs = self._update_trackers(loss, aux)
+        metrics_vars = [_current(scope, v) for v in self.metrics_variables]
+        return logs, (trainable, non_trainable, metrics_vars)
+
 
 def _current(scope, variable):
     value = scope.get_current_value(variable)

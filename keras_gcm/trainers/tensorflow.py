@@ -239,3 +239,9 @@ class ConsistencyTrainer:
         self.optimizer.apply(grads, weights)
         self._ema_update()
         return self._update_trackers(unscale_loss_for_distribution(loss), aux)
+
+    def test_step(self, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+        return self._update_trackers(unscale_loss_for_distribution(loss), aux)

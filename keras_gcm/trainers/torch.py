@@ -66,3 +66,10 @@ class ConsistencyTrainer:
             self.optimizer.apply(grads, weights)
             self._ema_update()
         return self._update_trackers(loss.detach(), {k: v.detach() for k, v in aux.items()})
+
+    def test_step(self, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with torch.no_grad():
+            loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+            return self._update_trackers(loss, aux)
