@@ -383,7 +383,13 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             kwargs["class_labels"] = class_labels
         call_args = (args,) if _is_functional(self.network) else tuple(args)
         if values is None:
+            # `Layer.__call__` passes `training` on only where `call` takes it
+            # (and to the sub-layers through the call context).
             return self.network(*call_args, **kwargs)
+        if not getattr(self.network, "_call_has_training_arg", True):
+            # `stateless_call` calls `call` directly: as Keras does, pass
+            # `training` only where the signature takes it.
+            kwargs.pop("training")
         out, _ = self.network.stateless_call(values[0], values[1], *call_args, **kwargs)
         return out
 
