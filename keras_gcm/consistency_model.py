@@ -24,6 +24,7 @@ from keras_gcm import time_sampling
 from keras_gcm import weighting as gcm_weighting
 from keras_gcm.trainers import ConsistencyTrainer
 from keras_gcm.trainers import draw_for_replica
+from keras_gcm.trainers import export_defaults
 from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
@@ -299,7 +300,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         self._evaluating = False
         self._network_seed_generators = None
         self._ema_index = None
-        self._inference_functions = {}
+        # The samplers' compiled functions, keyed by tuples: a plain attribute,
+        # so that Keras / TensorFlow do not track (or try to export) it.
+        object.__setattr__(self, "_inference_functions", {})
 
     # ------------------------------------------------------------------ build
     @property
@@ -425,7 +428,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     def call(self, inputs, training=False):
         """One step from noise: `g(sigma(tT) z, tT, t0)` with the *raw* weights.
 
-        Use `keras_gcm.samplers` for batched sampling with the EMA weights.
+        This is what `predict` runs. Use `generate` or `keras_gcm.samplers`
+        for samples with the EMA weights.
         """
         z = ops.cast(inputs, "float32")
         t = _per_example(z, self.tT)
@@ -733,6 +737,129 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             raise ValueError("The EMA has not been updated yet: train first.")
         for v, e in zip(self.network.trainable_variables, self.ema_weights):
             v.assign(e.value)
+
+    # ----------------------------------------------------------- generation
+    def generate(self, num_samples, steps=1, times=None, seed=None, class_labels=None,
+                 batch_size=1024, use_ema=True, verbose=0):
+        """Samples from the model, with the EMA weights by default.
+
+        The model's counterpart of `keras_gcm.samplers` (as keras-hub's
+        `generate`): `steps=1` is `samplers.one_step`, `steps=2` the paper's
+        two-step sampler `samplers.two_step`; `times` gives any grid,
+        sampled with `samplers.restart` (CU models) or `samplers.pushforward`
+        (VU models). The same seed gives the same samples as the sampler
+        functions, on every backend and for every `batch_size`.
+
+        Args:
+            num_samples: int.
+            steps: 1 or 2 (ignored when `times` is given).
+            times: optional decreasing times starting at tT: the restart times
+                of a CU model, or the pushforward grid (ending at t0) of a VU
+                model.
+            seed: int or None, numpy seed of the noise.
+            class_labels: optional (num_samples,) labels for class-conditional
+                networks.
+            batch_size: int, samples per compiled call.
+            use_ema: bool, the EMA weights (default True; the raw weights
+                before the first EMA update).
+            verbose: 0 or 1 (a progress bar).
+
+        Returns:
+            A numpy array of shape (num_samples, ...data dims).
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> x = model.generate(100, seed=0)            # one step, EMA weights
+        >>> x2 = model.generate(100, steps=2, seed=0)  # the paper's two steps
+        """
+        from keras_gcm import samplers
+
+        kwargs = {"seed": seed, "batch_size": batch_size, "use_ema": use_ema,
+                  "class_labels": class_labels, "verbose": verbose}
+        if times is not None:
+            sampler = samplers.pushforward if self.variable_upper_limit else samplers.restart
+            return sampler(self, num_samples, times=times, **kwargs)
+        if steps == 1:
+            return samplers.one_step(self, num_samples, **kwargs)
+        if steps == 2:
+            return samplers.two_step(self, num_samples, **kwargs)
+        raise ValueError(
+            f"`steps` must be 1 or 2 (the paper's samplers); got {steps!r}. For "
+            "another grid pass `times`, e.g. times=(0.994, 0.8, 0.6, 0.3) for a "
+            "CU model (restart times) or times=(0.994, 0.6, 0.3, 0.006) for a VU "
+            "model (pushforward grid ending at t0)."
+        )
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`: one-step samples of the noise `x`, raw weights.
+
+        As every Keras loop (`fit`, `evaluate`), `predict` runs the model's
+        forward pass `call` with the raw weights the optimizer trains:
+        `predict(z)` returns `g(sigma(tT) z, tT, t0)` for standard normal
+        noise `z` of shape (N, ...data dims). For samples with the EMA
+        weights use `generate` or `keras_gcm.samplers`.
+
+        Args:
+            x: standard normal noise (an array, a tf.data pipeline, ...).
+            *args, **kwargs: as `keras.Model.predict` (`batch_size`, ...).
+
+        Returns:
+            A numpy array of x's shape.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> x = model.predict(np.random.default_rng(0).standard_normal((8, 2)))
+        """
+        return super().predict(x, *args, **kwargs)
+
+    def export(self, filepath, format=None, verbose=None, input_signature=None,
+               use_ema=True, **kwargs):
+        """Exports the one-step generator: noise (and labels) to samples.
+
+        The artifact is a `keras_gcm.one_step_generator.OneStepGenerator`
+        with a snapshot of the EMA weights (`use_ema=True`, the default, as
+        the samplers), exported by `keras.Model.export`: its endpoint maps
+        noise `z` of shape (B, ...data dims) (and int32 labels (B,) for a
+        class-conditional network) to the one-step samples
+        `g(sigma(tT) z, tT, t0)`, for any batch size.
+
+        Args:
+            filepath: where to write the artifact (a `.pt2` file for
+                `format="torch"`).
+            format: a `keras.Model.export` format; default `"tf_saved_model"`
+                (JAX and TensorFlow; load it with `tf.saved_model.load(path)`
+                and call `.serve(z)`) and `"torch"` under torch (a
+                `torch.export` program; `torch.export.load(path).module()(z)`).
+            verbose: bool, print a message.
+            input_signature: optional, default the generator's
+                `input_signature()` (noise, and labels where conditional,
+                with a free batch dimension).
+            use_ema: bool, export the EMA weights (default True).
+            **kwargs: passed to `keras.Model.export`.
+
+        Returns:
+            What `keras.Model.export` returns.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> model.export("/tmp/keras_gcm_generator", verbose=False)  # JAX / TensorFlow
+        """
+        from keras_gcm.one_step_generator import OneStepGenerator
+
+        generator = OneStepGenerator(self, use_ema=use_ema)
+        if format is None:
+            format = "torch" if keras.backend.backend() == "torch" else "tf_saved_model"
+        if input_signature is None:
+            input_signature = generator.input_signature()
+        kwargs = {**export_defaults(format, input_signature), **kwargs}
+        return generator.export(filepath, format=format, verbose=verbose,
+                                input_signature=input_signature, **kwargs)
 
     # -------------------------------------------------------------- fitting
     def _update_trackers(self, loss, aux):

@@ -29,6 +29,11 @@ def jvp(fn, primals, tangents):
     """Forward-mode `(fn(*primals), J tangents)` (`keras.ops.jvp`)."""
     return keras.ops.jvp(fn, primals, tangents)
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export: none here."""
+    del format, input_signature
+    return {}
+
 
 def draw_for_replica(draw, batch_size):
     """`draw(batch_size)`: under JAX the step already sees the global batch."""

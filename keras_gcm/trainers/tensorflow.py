@@ -94,6 +94,11 @@ def _replica_rows(batch_size):
     sizes = tf.cast(sizes, tf.int32)
     return tf.reduce_sum(sizes[:index]), tf.reduce_sum(sizes), batch_size
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export: none here."""
+    del format, input_signature
+    return {}
+
 
 def draw_for_replica(draw, batch_size):
     """This replica's rows of `draw(global_batch_size)`.

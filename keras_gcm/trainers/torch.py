@@ -35,6 +35,18 @@ def jvp(fn, primals, tangents):
             tangent = torch.zeros_like(primal)
         return primal.detach(), tangent.detach()
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export.
+
+    `torch.export` fixes every dimension of the sample inputs unless told
+    otherwise: the batch dimension (shared by the noise and the labels) is
+    made dynamic, so the exported program takes any batch size.
+    """
+    if format != "torch":
+        return {}
+    batch = torch.export.Dim("batch", min=1)
+    return {"dynamic_shapes": [tuple({0: batch} for _ in input_signature)]}
+
 
 def draw_for_replica(draw, batch_size):
     """`draw(batch_size)`: the torch backend trains on one device."""
