@@ -736,7 +736,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if not self.ema_initialized:
             raise ValueError("The EMA has not been updated yet: train first.")
         for v, e in zip(self.network.trainable_variables, self.ema_weights):
-            v.assign(e.value)
+            v.assign(ops.copy(e.value))  # a copy: JAX steps donate every buffer
 
     # ----------------------------------------------------------- generation
     def generate(self, num_samples, steps=1, times=None, seed=None, class_labels=None,
