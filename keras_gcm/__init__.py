@@ -14,6 +14,8 @@ from keras_gcm import distribute
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
+from keras_gcm import portable_random
+from keras_gcm import one_step_generator
 from keras_gcm.consistency_model import ConsistencyModel
 
 __version__ = "0.1.0"
@@ -27,7 +29,9 @@ __all__ = [
     "losses",
     "metrics",
     "networks",
+    "one_step_generator",
     "optimizers",
+    "portable_random",
     "presets",
     "samplers",
     "schedules",
