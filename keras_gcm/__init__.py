@@ -16,6 +16,7 @@ from keras_gcm import presets
 from keras_gcm import samplers
 from keras_gcm import portable_random
 from keras_gcm import one_step_generator
+from keras_gcm import utils
 from keras_gcm.consistency_model import ConsistencyModel
 
 __version__ = "0.1.0"
@@ -36,5 +37,6 @@ __all__ = [
     "samplers",
     "schedules",
     "time_sampling",
+    "utils",
     "weighting",
 ]
