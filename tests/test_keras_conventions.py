@@ -181,20 +181,22 @@ def test_a_network_without_training_argument_samples_and_evaluates():
 # ------------------------------------------------- 7. generate and predict
 def test_generate_mirrors_the_samplers_with_the_ema(trained):
     model = trained
+
+    def close(a, b):  # (other batch sizes may round differently under TensorFlow)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
     cu_times = (0.994, 0.8, 0.4)
-    np.testing.assert_array_equal(model.generate(50, seed=3), samplers.one_step(model, 50, seed=3))
-    np.testing.assert_array_equal(model.generate(50, steps=2, seed=3),
-                                  samplers.two_step(model, 50, seed=3))
-    np.testing.assert_array_equal(model.generate(50, times=cu_times, seed=3, batch_size=16),
-                                  samplers.restart(model, 50, times=cu_times, seed=3))
+    close(model.generate(50, seed=3), samplers.one_step(model, 50, seed=3))
+    close(model.generate(50, steps=2, seed=3), samplers.two_step(model, 50, seed=3))
+    close(model.generate(50, times=cu_times, seed=3, batch_size=16),
+          samplers.restart(model, 50, times=cu_times, seed=3))
     raw = model.generate(50, seed=3, use_ema=False)
     assert np.abs(raw - model.generate(50, seed=3)).max() > 1e-4  # EMA != raw
     with pytest.raises(ValueError, match="times"):
         model.generate(10, steps=3)
     vu = _trained(vu=True)
     grid = (0.994, 0.5, 0.006)
-    np.testing.assert_array_equal(vu.generate(20, times=grid, seed=1),
-                                  samplers.pushforward(vu, 20, times=grid, seed=1))
+    close(vu.generate(20, times=grid, seed=1), samplers.pushforward(vu, 20, times=grid, seed=1))
 
 
 def test_predict_is_the_raw_one_step_map(trained):
