@@ -797,6 +797,34 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             "model (pushforward grid ending at t0)."
         )
 
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`: the consistency loss on fixed draws.
+
+        See `compute_evaluation_loss` for the draws and the weights. Every
+        random state of training is left as it was, including torch's global
+        generator, from which the torch data loaders draw their shuffling
+        seeds: validating during `fit` does not change the training run.
+
+        Args:
+            *args, **kwargs: as `keras.Model.evaluate`.
+
+        Returns:
+            As `keras.Model.evaluate`: `loss` and `mean_h`.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.compile()
+        >>> data = keras_gcm.data.toy2d("two_moons", 512, seed=0)
+        >>> logs = model.evaluate(data, batch_size=128, return_dict=True, verbose=0)
+        """
+        state = global_rng_state()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            if state is not None:
+                set_global_rng_state(state)
+
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`: one-step samples of the noise `x`, raw weights.
 

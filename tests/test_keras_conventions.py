@@ -78,12 +78,12 @@ def test_evaluate_is_the_loss_on_fixed_draws_and_leaves_training_alone():
 def test_validation_loss_is_real_comparable_and_decreases():
     train, val = _data(2048, 0), _data(256, 1)
 
-    def run(**fit_kwargs):
+    def run(epochs=3, **fit_kwargs):
         keras.utils.set_random_seed(7)
         model = make_model()
         model.compile(optimizer=RAdam(2e-3))
         initial = model.evaluate(val, batch_size=128, verbose=0)[0]
-        history = model.fit(train, batch_size=128, epochs=3, verbose=0, **fit_kwargs)
+        history = model.fit(train, batch_size=128, epochs=epochs, verbose=0, **fit_kwargs)
         return model, initial, history.history
 
     model, initial, history = run(validation_data=(val,))
@@ -102,9 +102,8 @@ def test_validation_loss_is_real_comparable_and_decreases():
     for a, b in zip(_state(model.trainable_variables), _state(plain.trainable_variables)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     # validation_split gives a val_loss too.
-    _, _, split_history = run(validation_split=0.25)
-    assert np.all(np.isfinite(split_history["val_loss"]))
-    assert len(split_history["val_loss"]) == 3
+    _, _, split_history = run(epochs=1, validation_split=0.25)
+    assert np.isfinite(split_history["val_loss"][0]) and split_history["val_loss"][0] > 0
 
 
 def test_evaluate_with_ema_and_curriculum(trained):
