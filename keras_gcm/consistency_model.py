@@ -845,7 +845,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
         >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
         >>> model.build((None, 2))
-        >>> x = model.predict(np.random.default_rng(0).standard_normal((8, 2)))
+        >>> x = model.predict(keras.random.normal((8, 2)), verbose=0)
         """
         return super().predict(x, *args, **kwargs)
 
@@ -881,7 +881,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
         >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
         >>> model.build((None, 2))
-        >>> model.export("/tmp/keras_gcm_generator", verbose=False)  # JAX / TensorFlow
+        >>> path = "/tmp/generator" + (".pt2" if keras.backend.backend() == "torch" else "")
+        >>> model.export(path, verbose=False)
         """
         from keras_gcm.one_step_generator import OneStepGenerator
 
