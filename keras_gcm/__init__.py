@@ -17,6 +17,8 @@ from keras_gcm import distribute
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
+from keras_gcm import portable_random
+from keras_gcm import one_step_generator
 from keras_gcm import utils
 from keras_gcm.consistency_model import ConsistencyModel
 
@@ -33,7 +35,9 @@ __all__ = [
     "metrics",
     "networks",
     "nonfinite",
+    "one_step_generator",
     "optimizers",
+    "portable_random",
     "presets",
     "samplers",
     "schedules",

@@ -6,7 +6,9 @@ written once in `keras.ops`; the per-backend `train_step`s in
 the EMA weights inside the compiled step.
 """
 
+import contextlib
 import inspect
+import itertools
 import warnings
 
 import numpy as np
@@ -17,11 +19,13 @@ from keras_gcm import callbacks as gcm_callbacks
 from keras_gcm import interpolants
 from keras_gcm import losses as gcm_losses
 from keras_gcm import nonfinite
+from keras_gcm import portable_random
 from keras_gcm import schedules
 from keras_gcm import time_sampling
 from keras_gcm import weighting as gcm_weighting
 from keras_gcm.trainers import ConsistencyTrainer
 from keras_gcm.trainers import draw_for_replica
+from keras_gcm.trainers import export_defaults
 from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
@@ -127,6 +131,27 @@ def _is_functional(network):
     return isinstance(network, keras.Model) and hasattr(network, "_nodes_by_depth")
 
 
+class _EvaluationBatchCounter(keras.metrics.Metric):
+    """Index of the current `evaluate` batch (reset with the metrics, reports nothing).
+
+    A metric so that Keras resets it at the start of every `evaluate` (and of
+    every validation pass) and threads it through the compiled JAX step; its
+    `result()` is empty, so it adds no entry to the logs.
+    """
+
+    def __init__(self, name="evaluation_batches", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.count = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32", name="count"
+        )
+
+    def update_state(self):
+        self.count.assign(self.count.value + 1)
+
+    def result(self):
+        return {}
+
+
 def _resolve(obj, default, base, what):
     if obj is None:
         return default()
@@ -156,7 +181,20 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
     row of Table 2 / 3 is `ConsistencyModel.from_preset(name, network)`.
 
     An exponential moving average (EMA) of the network's weights is updated
-    inside the compiled train step and is what the samplers use by default.
+    inside the compiled train step. Keras' own loops use the **raw** weights,
+    the ones the optimizer trains: `fit`'s `loss`, `evaluate` / `val_loss`
+    (unless `evaluate_with_ema=True`) and `predict` / `__call__`. Everything
+    that generates samples for use takes the **EMA** weights by default:
+    `generate`, `keras_gcm.samplers` and `export`.
+
+    `evaluate` (and `validation_data` / `validation_split` in `fit`) reports
+    the consistency loss without dropout on fixed draws: the noise and times
+    of the i-th evaluation batch are a function of `evaluation_seed` and i
+    only (`keras_gcm.portable_random`, the same numbers on every backend),
+    never of the training seed generators, so the same weights and data give
+    the same number on every call and every backend, and evaluating does not
+    change the training run. It uses the step's own epsilon (a curriculum is
+    ignored), so values at different points of training are comparable.
 
     Args:
         network: a Keras layer/model `F` called as `F(x, c_t)` (CU) or
@@ -187,6 +225,15 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             the student and the teacher get its augmentation labels
             (`augment_labels=`; the network needs `augment_dim` equal to the
             pipe's `label_dim`); sampling passes no labels (zero).
+        evaluate_with_ema: bool, compute `evaluate`'s loss with the EMA weights
+            instead of the raw ones (default False: `val_loss` is then the
+            same function of the same weights as the training `loss`, which
+            is what `EarlyStopping` and `ReduceLROnPlateau` compare). Neither
+            loss measures sample quality: on two moons (800 steps, seeds 0
+            and 1, `benchmarks/evaluation_weights.py`) the rank correlation
+            of the held-out loss with the EMA samples' 1-step sliced W2 is
+            -0.48 (raw) and -0.71 (EMA); use `keras_gcm.callbacks.QualityMetric`
+            for quality.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -215,6 +262,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         jvp="finite_difference",
         seed=None,
         augment=None,
+        evaluate_with_ema=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -313,11 +361,16 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         self.jvp = jvp
         self.seed = seed
         self.augment = _check_augment(augment, network)
+        self.evaluate_with_ema = bool(evaluate_with_ema)
         self.noise_seed_generator = keras.random.SeedGenerator(seed)
         self.h_tracker = keras.metrics.Mean(name="mean_h")
+        self._evaluation_batches = _EvaluationBatchCounter()
+        self._evaluating = False
         self._network_seed_generators = None
         self._ema_index = None
-        self._inference_functions = {}
+        # The samplers' compiled functions, keyed by tuples: a plain attribute,
+        # so that Keras / TensorFlow do not track (or try to export) it.
+        object.__setattr__(self, "_inference_functions", {})
 
     # ------------------------------------------------------------------ build
     @property
@@ -410,7 +463,13 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             kwargs["augment_labels"] = augment_labels
         call_args = (args,) if _is_functional(self.network) else tuple(args)
         if values is None:
+            # `Layer.__call__` passes `training` on only where `call` takes it
+            # (and to the sub-layers through the call context).
             return self.network(*call_args, **kwargs)
+        if not getattr(self.network, "_call_has_training_arg", True):
+            # `stateless_call` calls `call` directly: as Keras does, pass
+            # `training` only where the signature takes it.
+            kwargs.pop("training")
         out, _ = self.network.stateless_call(values[0], values[1], *call_args, **kwargs)
         return out
 
@@ -454,7 +513,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         `inputs` are standard normal; they are scaled by the interpolant's
         `noise_std` (its `noise_scale`), as in training.
 
-        Use `keras_gcm.samplers` for batched sampling with the EMA weights.
+        This is what `predict` runs. Use `generate` or `keras_gcm.samplers`
+        for samples with the EMA weights.
         """
         z = ops.cast(inputs, "float32")
         t = _per_example(z, self.tT)
@@ -527,7 +587,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             raise ValueError(f"A CU model has s = t0 = {self.t0}; got other values of s.")
 
     def _epsilon(self):
-        if self.curriculum is None:
+        if self.curriculum is None or self._evaluating:
             return self.step.epsilon
         step = self.optimizer.iterations if self.optimizer is not None else 0
         return self.curriculum.epsilon(step, self.step.epsilon)
@@ -622,6 +682,84 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         )
         return loss, {"mean_h": ops.mean(t - r)}
 
+    # Seed of the evaluation draws (`compute_evaluation_loss`): fixed, and
+    # independent of `seed`, so models trained with different seeds are
+    # evaluated on the same draws.
+    evaluation_seed = 0
+
+    def compute_evaluation_loss(self, x, class_labels=None):
+        """The loss `evaluate` reports: the consistency loss on fixed draws.
+
+        The noise z and the times (t, s) of the i-th batch of an `evaluate`
+        call (or validation pass) are drawn by `keras_gcm.portable_random`
+        from `(evaluation_seed, i)`: the same numbers on every backend and in
+        every call, and the training seed generators are not touched. The
+        times follow the model's time sampler, so the value estimates the
+        training objective. No dropout; the step's own epsilon (no
+        curriculum); the raw weights, or the EMA weights with
+        `evaluate_with_ema=True` (the raw ones before the first EMA update).
+        Each call advances the batch index; Keras resets it when an
+        evaluation starts.
+
+        Args:
+            x: a batch of data, shape (B, ...data dims).
+            class_labels: optional labels passed to the network.
+
+        Returns:
+            `(loss, aux)` as in `compute_consistency_loss`.
+        """
+        x = ops.convert_to_tensor(x, "float32")
+        if not self.built:
+            self.build(x.shape)
+        self._check_batch(x)
+        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+        index = self._evaluation_batches.count.value
+        seed = self.evaluation_seed
+        z = draw_for_replica(
+            lambda n: portable_random.normal(
+                (n,) + tuple(x.shape[1:]), seed, index, stream=0
+            ),
+            batch,
+        )
+        streams = itertools.count(2)  # the normal uses uniform streams 0 and 1
+
+        def uniforms(shape):
+            return portable_random.uniform(shape, seed, index, next(streams))
+
+        loss_fn = self.consistency_loss
+        group = loss_fn.group_size if loss_fn.shared_time else 1
+        t, s = draw_for_replica(
+            lambda n: self.time_sampler.sample(n, seed=uniforms, group_size=group),
+            batch,
+        )
+        scope = self._ema_scope() if self.evaluate_with_ema else contextlib.nullcontext()
+        self._evaluating = True
+        try:
+            with scope:
+                loss, aux = self.compute_consistency_loss(
+                    x, training=False, z=z, t=t, s=s, class_labels=class_labels
+                )
+        finally:
+            self._evaluating = False
+        self._evaluation_batches.update_state()
+        return loss, aux
+
+    def _ema_scope(self):
+        """A `StatelessScope` in which the network's weights read as the EMA.
+
+        Every model variable keeps its current value (also inside an
+        enclosing stateless scope, as in the JAX steps) except the network's
+        trainable weights, which read as the EMA weights once the EMA holds
+        an update. Variable updates inside the scope are discarded.
+        """
+        trained = self.ema_updates.value > 0
+        ema = {
+            id(v): ops.where(trained, e.value, v.value)
+            for v, e in zip(self.network.trainable_variables, self.ema_weights)
+        }
+        mapping = [(v, ema.get(id(v), v.value)) for v in self.variables]
+        return keras.StatelessScope(state_mapping=mapping)
+
     # ------------------------------------------------------------------ EMA
     def _ema_decay(self, updates):
         decay = ops.convert_to_tensor(self.ema_decay, "float32")
@@ -692,7 +830,159 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         if not self.ema_initialized:
             raise ValueError("The EMA has not been updated yet: train first.")
         for v, e in zip(self.network.trainable_variables, self.ema_weights):
-            v.assign(e.value)
+            v.assign(ops.copy(e.value))  # a copy: JAX steps donate every buffer
+
+    # ----------------------------------------------------------- generation
+    def generate(self, num_samples, steps=1, times=None, seed=None, class_labels=None,
+                 batch_size=1024, use_ema=True, verbose=0):
+        """Samples from the model, with the EMA weights by default.
+
+        The model's counterpart of `keras_gcm.samplers` (as keras-hub's
+        `generate`): `steps=1` is `samplers.one_step`, `steps=2` the paper's
+        two-step sampler `samplers.two_step`; `times` gives any grid,
+        sampled with `samplers.restart` (CU models) or `samplers.pushforward`
+        (VU models). The same seed gives the same samples as the sampler
+        functions, on every backend and for every `batch_size`.
+
+        Args:
+            num_samples: int.
+            steps: 1 or 2 (ignored when `times` is given).
+            times: optional decreasing times starting at tT: the restart times
+                of a CU model, or the pushforward grid (ending at t0) of a VU
+                model.
+            seed: int or None, numpy seed of the noise.
+            class_labels: optional (num_samples,) labels for class-conditional
+                networks.
+            batch_size: int, samples per compiled call.
+            use_ema: bool, the EMA weights (default True; the raw weights
+                before the first EMA update).
+            verbose: 0 or 1 (a progress bar).
+
+        Returns:
+            A numpy array of shape (num_samples, ...data dims).
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> x = model.generate(100, seed=0)            # one step, EMA weights
+        >>> x2 = model.generate(100, steps=2, seed=0)  # the paper's two steps
+        """
+        from keras_gcm import samplers
+
+        kwargs = {"seed": seed, "batch_size": batch_size, "use_ema": use_ema,
+                  "class_labels": class_labels, "verbose": verbose}
+        if times is not None:
+            sampler = samplers.pushforward if self.variable_upper_limit else samplers.restart
+            return sampler(self, num_samples, times=times, **kwargs)
+        if steps == 1:
+            return samplers.one_step(self, num_samples, **kwargs)
+        if steps == 2:
+            return samplers.two_step(self, num_samples, **kwargs)
+        raise ValueError(
+            f"`steps` must be 1 or 2 (the paper's samplers); got {steps!r}. For "
+            "another grid pass `times`, e.g. times=(0.994, 0.8, 0.6, 0.3) for a "
+            "CU model (restart times) or times=(0.994, 0.6, 0.3, 0.006) for a VU "
+            "model (pushforward grid ending at t0)."
+        )
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`: the consistency loss on fixed draws.
+
+        See `compute_evaluation_loss` for the draws and the weights. Every
+        random state of training is left as it was, including torch's global
+        generator, from which the torch data loaders draw their shuffling
+        seeds: validating during `fit` does not change the training run.
+
+        Args:
+            *args, **kwargs: as `keras.Model.evaluate`.
+
+        Returns:
+            As `keras.Model.evaluate`: `loss` and `mean_h`.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.compile()
+        >>> data = keras_gcm.data.toy2d("two_moons", 512, seed=0)
+        >>> logs = model.evaluate(data, batch_size=128, return_dict=True, verbose=0)
+        """
+        state = global_rng_state()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            if state is not None:
+                set_global_rng_state(state)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`: one-step samples of the noise `x`, raw weights.
+
+        As every Keras loop (`fit`, `evaluate`), `predict` runs the model's
+        forward pass `call` with the raw weights the optimizer trains:
+        `predict(z)` returns `g(sigma(tT) z, tT, t0)` for standard normal
+        noise `z` of shape (N, ...data dims). For samples with the EMA
+        weights use `generate` or `keras_gcm.samplers`.
+
+        Args:
+            x: standard normal noise (an array, a tf.data pipeline, ...).
+            *args, **kwargs: as `keras.Model.predict` (`batch_size`, ...).
+
+        Returns:
+            A numpy array of x's shape.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> x = model.predict(keras.random.normal((8, 2)), verbose=0)
+        """
+        return super().predict(x, *args, **kwargs)
+
+    def export(self, filepath, format=None, verbose=None, input_signature=None,
+               use_ema=True, **kwargs):
+        """Exports the one-step generator: noise (and labels) to samples.
+
+        The artifact is a `keras_gcm.one_step_generator.OneStepGenerator`
+        with a snapshot of the EMA weights (`use_ema=True`, the default, as
+        the samplers), exported by `keras.Model.export`: its endpoint maps
+        noise `z` of shape (B, ...data dims) (and int32 labels (B,) for a
+        class-conditional network) to the one-step samples
+        `g(sigma(tT) z, tT, t0)`, for any batch size.
+
+        Args:
+            filepath: where to write the artifact (a `.pt2` file for
+                `format="torch"`).
+            format: a `keras.Model.export` format; default `"tf_saved_model"`
+                (JAX and TensorFlow; load it with `tf.saved_model.load(path)`
+                and call `.serve(z)`) and `"torch"` under torch (a
+                `torch.export` program; `torch.export.load(path).module()(z)`).
+            verbose: bool, print a message.
+            input_signature: optional, default the generator's
+                `input_signature()` (noise, and labels where conditional,
+                with a free batch dimension).
+            use_ema: bool, export the EMA weights (default True).
+            **kwargs: passed to `keras.Model.export`.
+
+        Returns:
+            What `keras.Model.export` returns.
+
+        Example:
+
+        >>> model = keras_gcm.ConsistencyModel(keras_gcm.networks.MLP(hidden_units=32))
+        >>> model.build((None, 2))
+        >>> path = "/tmp/generator" + (".pt2" if keras.backend.backend() == "torch" else "")
+        >>> model.export(path, verbose=False)
+        """
+        from keras_gcm.one_step_generator import OneStepGenerator
+
+        generator = OneStepGenerator(self, use_ema=use_ema)
+        if format is None:
+            format = "torch" if keras.backend.backend() == "torch" else "tf_saved_model"
+        if input_signature is None:
+            input_signature = generator.input_signature()
+        kwargs = {**export_defaults(format, input_signature), **kwargs}
+        return generator.export(filepath, format=format, verbose=verbose,
+                                input_signature=input_signature, **kwargs)
 
     # ------------------------------------------------------ non-finite steps
     def _skip_counters(self):
@@ -1034,6 +1324,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             "jvp": self.jvp,
             "seed": self.seed,
             "augment": ser(self.augment) if self.augment is not None else None,
+            "evaluate_with_ema": self.evaluate_with_ema,
         }
 
     @classmethod

@@ -109,8 +109,11 @@ class TimeDistribution(keras.layers.Layer):
 
         Args:
             shape: tuple of ints.
-            seed: None (use the layer's seed generator), an int, or a
-                `keras.random.SeedGenerator`.
+            seed: None (use the layer's seed generator), an int, a
+                `keras.random.SeedGenerator`, or a callable `shape -> float32
+                uniforms in [0, 1)` that supplies the uniform variates (e.g.
+                the backend-independent evaluation draws of
+                `keras_gcm.portable_random`).
 
         Returns:
             A float32 tensor of `shape`.
@@ -119,7 +122,10 @@ class TimeDistribution(keras.layers.Layer):
         shape = tuple(shape)
         if self.num_uniforms > 1:
             shape = shape + (self.num_uniforms,)
-        u = keras.random.uniform(shape, 0.0, 1.0, seed=seed, dtype="float32")
+        if callable(seed) and not isinstance(seed, keras.random.SeedGenerator):
+            u = seed(shape)
+        else:
+            u = keras.random.uniform(shape, 0.0, 1.0, seed=seed, dtype="float32")
         return self.from_uniform(open_unit_interval(u))
 
     def call(self, q):
@@ -394,8 +400,9 @@ class JointTimeSampler(keras.layers.Layer):
 
         Args:
             batch_size: int.
-            seed: None (the sampler's own generator), an int or a
-                `SeedGenerator`.
+            seed: None (the sampler's own generator), an int, a
+                `SeedGenerator`, or a callable source of uniforms (see
+                `TimeDistribution.sample`).
             group_size: int; with `group_size > 1` every group of
                 `group_size` consecutive samples shares one (t, s) (the
                 shared-time MMD of IMM, Table 7i).

@@ -272,9 +272,11 @@ for preset, vu in (("gcm_cu", False), ("gcm_vu", True), ("cu_a_baseline", False)
     x, z, t, s = explicit_draws(16, vu=vu)
     loss, aux = model.compute_consistency_loss(x, training=False, z=z, t=t, s=s)
     sample = keras_gcm.samplers.one_step(model, 8, seed=0, use_ema=False)
+    model.compile()
+    evaluation = model.evaluate(x, batch_size=8, verbose=0)  # fixed, portable draws
     out[preset] = [float(keras.ops.convert_to_numpy(loss)),
                    float(keras.ops.convert_to_numpy(aux["mean_h"])),
-                   sample.ravel().tolist()]
+                   sample.ravel().tolist(), evaluation]
 print("PARITY" + json.dumps(out))
 """
 
@@ -298,6 +300,8 @@ def test_loss_and_samples_agree_across_backends():
             assert got[0] == pytest.approx(ref[0], rel=1e-4), (preset, backend)
             assert got[1] == pytest.approx(ref[1], rel=1e-5), (preset, backend)
             np.testing.assert_allclose(got[2], ref[2], rtol=1e-5, atol=1e-6)
+            # evaluate: the same draws on every backend, so the same numbers.
+            np.testing.assert_allclose(got[3], ref[3], rtol=1e-4)
 
 
 def test_analytic_jvp_model_trains_in_the_compiled_step():

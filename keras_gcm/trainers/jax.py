@@ -29,6 +29,11 @@ def jvp(fn, primals, tangents):
     """Forward-mode `(fn(*primals), J tangents)` (`keras.ops.jvp`)."""
     return keras.ops.jvp(fn, primals, tangents)
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export: none here."""
+    del format, input_signature
+    return {}
+
 
 def draw_for_replica(draw, batch_size):
     """`draw(batch_size)`: under JAX the step already sees the global batch."""
@@ -101,6 +106,21 @@ class ConsistencyTrainer:
             logs, [non_trainable[index[id(c)]] for c in self._skip_counters()]
         )
         return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+    def test_step(self, state, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        trainable, non_trainable, metrics_vars = state
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        mapping = (
+            list(zip(self.trainable_variables, trainable))
+            + list(zip(self.non_trainable_variables, non_trainable))
+            + list(zip(self.metrics_variables, metrics_vars))
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+            logs = self._update_trackers(loss, aux)
+        metrics_vars = [_current(scope, v) for v in self.metrics_variables]
+        return logs, (trainable, non_trainable, metrics_vars)
 
 
 def _current(scope, variable):

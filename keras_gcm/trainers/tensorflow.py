@@ -98,6 +98,11 @@ def _replica_rows(batch_size):
     sizes = tf.cast(sizes, tf.int32)
     return tf.reduce_sum(sizes[:index]), tf.reduce_sum(sizes), batch_size
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export: none here."""
+    del format, input_signature
+    return {}
+
 
 def draw_for_replica(draw, batch_size):
     """This replica's rows of `draw(global_batch_size)`.
@@ -270,3 +275,9 @@ class ConsistencyTrainer:
             tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32)
         )
         return tf.equal(bad, 0.0)
+
+    def test_step(self, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+        return self._update_trackers(unscale_loss_for_distribution(loss), aux)

@@ -35,6 +35,18 @@ def jvp(fn, primals, tangents):
             tangent = torch.zeros_like(primal)
         return primal.detach(), tangent.detach()
 
+def export_defaults(format, input_signature):
+    """Extra `keras.Model.export` arguments of the generator export.
+
+    `torch.export` fixes every dimension of the sample inputs unless told
+    otherwise: the batch dimension (shared by the noise and the labels) is
+    made dynamic, so the exported program takes any batch size.
+    """
+    if format != "torch":
+        return {}
+    batch = torch.export.Dim("batch", min=1)
+    return {"dynamic_shapes": [tuple({0: batch} for _ in input_signature)]}
+
 
 def draw_for_replica(draw, batch_size):
     """`draw(batch_size)`: the torch backend trains on one device."""
@@ -73,3 +85,10 @@ class ConsistencyTrainer:
             loss.detach(), {k: v.detach() for k, v in aux.items()}, finite
         )
         return self._skip_logs(logs, [c.value for c in self._skip_counters()])
+
+    def test_step(self, data):
+        """`evaluate`: the loss on fixed draws (`compute_evaluation_loss`), no gradient."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with torch.no_grad():
+            loss, aux = self.compute_evaluation_loss(x, class_labels=y)
+            return self._update_trackers(loss, aux)
