@@ -1,8 +1,21 @@
 """Networks F(x, c_t[, c_s]) for consistency models."""
 
 from keras_gcm.networks.ddpmpp import SongUNet
+from keras_gcm.networks.edm2 import EDM2UNet
+from keras_gcm.networks.edm2_checkpoint import edm2_state_dict
+from keras_gcm.networks.edm2_checkpoint import load_edm2_checkpoint
+from keras_gcm.networks.edm2_checkpoint import read_state_dict
 from keras_gcm.networks.embeddings import FourierEmbedding
 from keras_gcm.networks.embeddings import PositionalEmbedding
 from keras_gcm.networks.mlp import MLP
 
-__all__ = ["MLP", "FourierEmbedding", "PositionalEmbedding", "SongUNet"]
+__all__ = [
+    "EDM2UNet",
+    "MLP",
+    "FourierEmbedding",
+    "PositionalEmbedding",
+    "SongUNet",
+    "edm2_state_dict",
+    "load_edm2_checkpoint",
+    "read_state_dict",
+]
