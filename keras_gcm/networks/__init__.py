@@ -5,12 +5,14 @@ from keras_gcm.networks.edm2 import EDM2UNet
 from keras_gcm.networks.edm2_checkpoint import edm2_state_dict
 from keras_gcm.networks.edm2_checkpoint import load_edm2_checkpoint
 from keras_gcm.networks.edm2_checkpoint import read_state_dict
+from keras_gcm.networks.edm_bridge import EDMDenoiserVelocity
 from keras_gcm.networks.embeddings import FourierEmbedding
 from keras_gcm.networks.embeddings import PositionalEmbedding
 from keras_gcm.networks.mlp import MLP
 
 __all__ = [
     "EDM2UNet",
+    "EDMDenoiserVelocity",
     "MLP",
     "FourierEmbedding",
     "PositionalEmbedding",
