@@ -613,6 +613,9 @@ class EDM2UNet(keras.Model):
         label_balance: float, noise (0) vs class embedding (1).
         concat_balance: float, skip (0) vs main path (1).
         dropout: float, dropout in the blocks.
+        dropout_max_resolution: int or None, dropout only in the blocks at
+            this resolution or lower (ECT's `dropout_res`: 16 for its
+            ImageNet-64 fine-tuning); None: in every block (EDM2).
         res_balance: float, the blocks' main vs residual balance.
         attn_balance: float, the blocks' main vs attention balance.
         clip_act: float or None, clips every block's output.
@@ -651,6 +654,7 @@ class EDM2UNet(keras.Model):
         label_balance=0.5,
         concat_balance=0.5,
         dropout=0.0,
+        dropout_max_resolution=None,
         res_balance=0.3,
         attn_balance=0.3,
         clip_act=256.0,
@@ -696,6 +700,9 @@ class EDM2UNet(keras.Model):
         self.label_balance = float(label_balance)
         self.concat_balance = float(concat_balance)
         self.dropout_rate = float(dropout)
+        self.dropout_max_resolution = (
+            None if dropout_max_resolution is None else int(dropout_max_resolution)
+        )
         self.res_balance = float(res_balance)
         self.attn_balance = float(attn_balance)
         self.clip_act = None if clip_act is None else float(clip_act)
@@ -736,11 +743,13 @@ class EDM2UNet(keras.Model):
             self.emb_noise_s = dense("emb_noise_s", cnoise, cemb)
 
         def block(name, cin, cout, **overrides):
+            res = int(name.split("_")[1].split("x")[0])
+            limit = self.dropout_max_resolution
             return EDM2Block(
                 cin, cout, cemb,
                 resample_filter=self.resample_filter,
                 channels_per_head=self.channels_per_head,
-                dropout=self.dropout_rate,
+                dropout=self.dropout_rate if limit is None or res <= limit else 0.0,
                 dropout_seed=next_seed(),
                 res_balance=self.res_balance,
                 attn_balance=self.attn_balance,
@@ -1078,6 +1087,7 @@ class EDM2UNet(keras.Model):
                 "label_balance": self.label_balance,
                 "concat_balance": self.concat_balance,
                 "dropout": self.dropout_rate,
+                "dropout_max_resolution": self.dropout_max_resolution,
                 "res_balance": self.res_balance,
                 "attn_balance": self.attn_balance,
                 "clip_act": self.clip_act,
