@@ -15,6 +15,7 @@ from keras_gcm import flow_matching
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
+from keras_gcm import utils
 from keras_gcm.consistency_model import ConsistencyModel
 
 __version__ = "0.1.0"
@@ -34,5 +35,6 @@ __all__ = [
     "samplers",
     "schedules",
     "time_sampling",
+    "utils",
     "weighting",
 ]
