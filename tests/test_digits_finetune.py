@@ -23,7 +23,7 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "digits_flow_match
 STEPS = 40
 # The recipe run of the docstring (JAX, 300 samples), seeds 0 / 1:
 #   fine-tuned   FDD 1-step 52.4 / 51.3, 2-step 36.2 / 37.3, accuracy 0.27 / 0.27
-#   from scratch FDD 1-step 251.7 / (see report), 2-step 277.0, accuracy 0.11
+#   from scratch FDD 1-step 251.7 / 263.1, 2-step 277.0 / 290.1, accuracy 0.11 / 0.09
 # The seeds' spread is ~1 FDD and ~0.01 accuracy for the fine-tuned model;
 # the gap is ~200 FDD and ~0.16 accuracy. The margins leave room for other
 # backends' random streams.
