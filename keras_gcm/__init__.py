@@ -14,6 +14,7 @@ from keras_gcm import optimizers
 from keras_gcm import networks
 from keras_gcm import data
 from keras_gcm import distribute
+from keras_gcm import flow_matching
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
@@ -30,6 +31,7 @@ __all__ = [
     "callbacks",
     "data",
     "distribute",
+    "flow_matching",
     "interpolants",
     "losses",
     "metrics",

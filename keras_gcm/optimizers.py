@@ -363,3 +363,37 @@ class RAdam(keras.optimizers.Optimizer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gcm")
+class InverseSqrtDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """EDM2's / ECT's learning-rate decay `lr / sqrt(max(step / ref_steps, 1))`.
+
+    Constant for the first `ref_steps` optimizer steps, then decaying as the
+    inverse square root of the step (EDM2's `learning_rate_schedule`, Karras et
+    al. 2024, without its ramp-up; ECT fine-tunes ImageNet-64
+    with `ref_lr = 1e-3`, `ref_steps = 2000`).
+
+    Args:
+        learning_rate: float, the reference learning rate.
+        ref_steps: int, steps before the decay starts (0: constant).
+
+    Example:
+
+    >>> schedule = keras_gcm.optimizers.InverseSqrtDecay(1e-3, 2000)
+    >>> round(float(schedule(8000)), 6)
+    0.0005
+    """
+
+    def __init__(self, learning_rate, ref_steps):
+        self.learning_rate = float(learning_rate)
+        self.ref_steps = int(ref_steps)
+
+    def __call__(self, step):
+        if self.ref_steps <= 0:
+            return ops.convert_to_tensor(self.learning_rate, "float32")
+        ratio = ops.cast(step, "float32") / float(self.ref_steps)
+        return self.learning_rate / ops.sqrt(ops.maximum(ratio, 1.0))
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "ref_steps": self.ref_steps}

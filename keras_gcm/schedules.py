@@ -402,11 +402,17 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
     behaviour before this option) epsilon never goes below the step
     function's epsilon: `max(epsilon, ...)`.
 
+    With `factor` other than 0.5 the epsilon is multiplied by `factor`
+    instead of halved (ECT's ImageNet-64 curriculum: `1 / 4^(stage + 1)`,
+    i.e. 0.25 times 0.25 every 25K iterations).
+
     Args:
         initial_epsilon: float, epsilon at step 0.
         halve_every: int, number of optimizer steps between halvings.
         floor: bool, stop halving at the step function's epsilon (default
             False, appendix G.1).
+        factor: float in (0, 1), the multiplier applied every `halve_every`
+            steps (0.5: halving).
 
     Example:
 
@@ -417,9 +423,13 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
     0.00390625
     """
 
-    def __init__(self, initial_epsilon=0.5, halve_every=50_000, floor=False, **kwargs):
+    def __init__(self, initial_epsilon=0.5, halve_every=50_000, factor=0.5, floor=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.floor = bool(floor)
+        if not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"`factor` must be in (0, 1). Received: {factor}")
+        self.factor = float(factor)
         if not initial_epsilon > 0:
             raise ValueError(f"`initial_epsilon` must be positive. Received: {initial_epsilon}")
         if int(halve_every) < 1:
@@ -431,7 +441,7 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
         """Epsilon in effect at optimizer step `step`."""
         step = ops.cast(step, "float32")
         halvings = ops.floor(step / float(self.halve_every))
-        eps = self.initial_epsilon * ops.power(0.5, halvings)
+        eps = self.initial_epsilon * ops.power(self.factor, halvings)
         return ops.maximum(eps, final_epsilon) if self.floor else eps
 
     def call(self, step, final_epsilon):
@@ -441,7 +451,8 @@ class EpsilonHalvingCurriculum(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {"initial_epsilon": self.initial_epsilon, "halve_every": self.halve_every,
-             "floor": self.floor}
+             "floor": self.floor,
+             "factor": self.factor}
         )
         return config
 
