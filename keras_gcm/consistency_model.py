@@ -906,7 +906,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
         Args:
             name: a preset name from `keras_gcm.presets.list()`.
-            network: the network `F`.
+            network: the network `F`. A class-conditional network
+                (`label_dim > 0`) also gets the preset's guidance arguments
+                (`keras_gcm.presets.guidance(name)`).
             **overrides: constructor arguments that replace the preset's.
 
         Example:
@@ -916,4 +918,5 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         """
         from keras_gcm import presets
 
-        return cls(network=network, **{**presets.components(name), **overrides})
+        guided = presets.guidance(name) if getattr(network, "label_dim", 0) else {}
+        return cls(network=network, **{**presets.components(name), **guided, **overrides})

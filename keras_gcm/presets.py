@@ -30,6 +30,11 @@ by the paper's numbers):
 * `ect_like`, `imm_like`: ECT's and IMM's discretisation and time
   conditioning on row D.
 
+Table 6b (latent-space ImageNet-256, appendix G.2): `imagenet256_vu_dit_b4`
+and `imagenet256_vu_dit_xl2`, GCM-VU with epsilon 0.02, nu 1, gamma 0.2 and
+the s = t mixture (`EqualTimeMixture`), plus MeanFlow's model guidance in
+their `guidance` entry (see `guidance(name)`).
+
 `paper_fid(name)` gives the CIFAR-10 FIDs (1-step, 2-step) the paper reports
 for a preset's table cell.
 """
@@ -204,6 +209,41 @@ _PRESETS["t7j_analytic"] = _then(
     "Table 7j row 'analytic': K with the continuous-time loss (Eq. 6) through keras.ops JVP",
     jvp="analytic")
 
+# ------------------------------------- Table 6b: latent-space ImageNet-256
+# Appendix G.2: the VU variant on SD-VAE latents with MeanFlow's DiT, BF16,
+# epsilon 0.02, nu = 1, Gamma gamma = 0.2, and with probability 0.75 an s = t
+# pair with t from MeanFlow's lognorm(-0.4, 1.0). The "guidance" entry is
+# MeanFlow's training-time CFG for that network size (the paper keeps
+# MeanFlow's settings untuned): label dropout 0.1 and (omega, kappa, t-interval)
+# of MeanFlow's Table 4 / zhuyu-cs/MeanFlow's README; `from_preset` applies it
+# to class-conditional networks only.
+_IMAGENET256 = _then(
+    _PRESETS["gcm_vu"], "Table 6b",
+    step=_spec("ExponentialStep", epsilon=0.02, mu=3.5),
+    weighting=_spec("GammaWeight", gamma=0.2, lam=6.0),
+    time_sampler=_spec(
+        "EqualTimeMixture",
+        base=_spec("VariableUpperLimit", s_dist=_spec("UniformPowerTime", nu=1.0),
+                   t_dist=_SINE),
+        probability=0.75, mean=-0.4, std=1.0),
+)
+_PRESETS["imagenet256_vu_dit_b4"] = _then(
+    _IMAGENET256,
+    "Table 6b VU-B/4 (1-step FID 14.27 after 80 epochs): GCM-VU with epsilon 0.02, nu 1, "
+    "gamma 0.2, s = t with probability 0.75 (t ~ lognorm(-0.4, 1)); MeanFlow-B/4's model "
+    "guidance omega 3",
+    guidance={"label_dropout": 0.1, "model_guidance": 3.0, "model_guidance_kappa": 0.0,
+              "model_guidance_interval": [0.0, 1.0]},
+)
+_PRESETS["imagenet256_vu_dit_xl2"] = _then(
+    _IMAGENET256,
+    "Table 6b VU-XL/2 (1-step FID 7.12 after 40 epochs): GCM-VU with epsilon 0.02, nu 1, "
+    "gamma 0.2, s = t with probability 0.75 (t ~ lognorm(-0.4, 1)); MeanFlow-XL/2's model "
+    "guidance omega 0.2, kappa 0.92 on t in [0, 0.75]",
+    guidance={"label_dropout": 0.1, "model_guidance": 0.2, "model_guidance_kappa": 0.92,
+              "model_guidance_interval": [0.0, 0.75]},
+)
+
 # ------------------------------------------------ the paper's CIFAR-10 FIDs
 _PAPER_FID = {
     "cu_a_baseline": (6.40, 4.28), "cu_b": (5.73, 4.40), "cu_c": (5.75, 4.31),
@@ -328,7 +368,7 @@ def time_inputs(name):
     >>> keras_gcm.presets.time_inputs("gcm_vu")
     2
     """
-    return 2 if get(name)["time_sampler"][0] == "VariableUpperLimit" else 1
+    return 2 if get(name)["time_sampler"][0] in ("VariableUpperLimit", "EqualTimeMixture") else 1
 
 
 def build_component(spec):
@@ -374,4 +414,28 @@ def components(name):
     """
     preset = get(name)
     preset.pop("description")
+    preset.pop("guidance", None)
     return {key: build_component(value) for key, value in preset.items()}
+
+
+def guidance(name):
+    """Classifier-free-guidance arguments of a preset (empty for most presets).
+
+    The Table 6b presets carry MeanFlow's training-time guidance for their
+    network size (`label_dropout`, `model_guidance`, `model_guidance_kappa`,
+    `model_guidance_interval`); `ConsistencyModel.from_preset` passes them
+    when the network is class-conditional.
+
+    Args:
+        name: a preset name.
+
+    Returns:
+        A dict of `ConsistencyModel` keyword arguments.
+
+    Example:
+
+    >>> keras_gcm.presets.guidance("imagenet256_vu_dit_b4")["model_guidance"]
+    3.0
+    """
+    value = get(name).get("guidance") or {}
+    return {k: (tuple(v) if isinstance(v, builtins.list) else v) for k, v in value.items()}
