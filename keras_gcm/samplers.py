@@ -252,3 +252,51 @@ def two_step(model, num_samples, seed=None, **kwargs):
     if model.variable_upper_limit:
         return pushforward(model, num_samples, (model.tT, 0.6, model.t0), seed, **kwargs)
     return restart(model, num_samples, (model.tT, 0.6), seed, **kwargs)
+
+
+def decoded(vae, sampler="one_step", num_classes=None, guidance_scale=1.0, decode_batch_size=64,
+            **sampler_kwargs):
+    """A sampler that decodes latent samples to images (grids, FID).
+
+    Returns `fn(model, num_samples, seed=None, batch_size=...)`, the sampler
+    signature `keras_gcm.callbacks.SampleGrid` / `QualityMetric` accept: it
+    draws latents with `sampler` (labels `i % num_classes` for sample i of a
+    class-conditional model) and returns `vae.decode(latents /
+    vae.scaling_factor)` clipped to [-1, 1], as a numpy array.
+
+    Args:
+        vae: a `keras_gcm.networks.AutoencoderKL` (anything with `decode`
+            and `scaling_factor`).
+        sampler: "one_step", "two_step" or a sampler function of this module.
+        num_classes: int or None; labels for class-conditional models.
+        guidance_scale: float, sampling-time CFG (see `one_step`).
+        decode_batch_size: latents per decoder call.
+        **sampler_kwargs: passed to the sampler.
+
+    Returns:
+        A callable.
+
+    Example:
+
+    >>> fn = keras_gcm.samplers.decoded(vae, num_classes=1000)
+    >>> grid = keras_gcm.callbacks.SampleGrid(5000, "grids", sampler=fn)
+    """
+    samplers = {"one_step": one_step, "two_step": two_step}
+    sample_fn = samplers.get(sampler, sampler) if isinstance(sampler, str) else sampler
+    if not callable(sample_fn):
+        raise ValueError(f"`sampler` must be 'one_step', 'two_step' or a callable; got {sampler!r}.")
+
+    def fn(model, num_samples, seed=None, batch_size=256):
+        kwargs = dict(sampler_kwargs)
+        if num_classes:
+            kwargs["class_labels"] = np.arange(num_samples) % int(num_classes)
+        if guidance_scale != 1.0:
+            kwargs["guidance_scale"] = guidance_scale
+        z = sample_fn(model, num_samples, seed=seed, batch_size=batch_size, **kwargs)
+        out = []
+        for start in range(0, len(z), decode_batch_size):
+            batch = keras.ops.convert_to_tensor(z[start:start + decode_batch_size] / vae.scaling_factor)
+            out.append(np.asarray(keras.ops.convert_to_numpy(vae.decode(batch))))
+        return np.clip(np.concatenate(out), -1.0, 1.0)
+
+    return fn
