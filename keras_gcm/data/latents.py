@@ -253,7 +253,7 @@ def mock_latents(path, num_examples=64, shape=(32, 32, 4), num_classes=1000, see
     """Writes a folder of random latents (for `--smoke` runs and tests).
 
     Means are `N(0, 1) / scaling_factor`, standard deviations 0.1 / scaling
-    factor, labels uniform over `num_classes`.
+    factor, labels uniform over `num_classes` (none, -1, for 0).
 
     Returns:
         The metadata dict.
@@ -263,9 +263,81 @@ def mock_latents(path, num_examples=64, shape=(32, 32, 4), num_classes=1000, see
     >>> keras_gcm.data.latents.mock_latents("/tmp/mock", 64, (8, 8, 4), 10)
     """
     rng = np.random.default_rng(seed)
-    writer = LatentShardWriter(path, scaling_factor, shard_size, "float16", num_classes,
-                               source="mock")
+    writer = LatentShardWriter(path, scaling_factor, shard_size, "float16",
+                               num_classes or None, source="mock")
     mean = rng.standard_normal((num_examples,) + tuple(shape)) / scaling_factor
-    writer.add(mean, np.full_like(mean, 0.1 / scaling_factor),
-               rng.integers(0, num_classes, num_examples))
+    labels = rng.integers(0, num_classes, num_examples) if num_classes else None
+    writer.add(mean, np.full_like(mean, 0.1 / scaling_factor), labels)
     return writer.close()
+
+
+def load_latents(path):
+    """Reads a whole latent folder into memory: `(mean, std, labels, metadata)`.
+
+    ImageNet-256 in float16 is about 21 GB. Use `latents()` to stream instead.
+
+    Example:
+
+    >>> mean, std, labels, meta = keras_gcm.data.latents.load_latents("latents/")  # doctest: +SKIP
+    """
+    metadata = read_metadata(path)
+    files = sorted(glob.glob(os.path.join(os.fspath(path), "shard-*.npz")))
+    if not files:
+        raise FileNotFoundError(f"No shard-*.npz files in {os.fspath(path)!r}.")
+    parts = [np.load(f) for f in files]
+    mean = np.concatenate([p["mean"] for p in parts])
+    std = np.concatenate([p["std"] for p in parts])
+    labels = np.concatenate([p["labels"] for p in parts])
+    return mean, std, labels, metadata
+
+
+def _step_indexed_latents_class():
+    from keras_gcm.callbacks import StepIndexedBatches
+
+    class StepIndexedLatents(StepIndexedBatches):
+        """`StepIndexedBatches` of scaled posterior samples (exact resumption).
+
+        Batch n holds `scaling_factor * (mean + std * noise)` for the examples
+        of step n, the noise drawn from `SeedSequence(seed, spawn_key=(2, n))`,
+        so a resumed run sees the same latents as an uninterrupted one.
+        """
+
+        def __init__(self, mean, std, labels, batch_size, scaling_factor, seed=0,
+                     start_step=0, **kwargs):
+            super().__init__(mean, batch_size, seed=seed, start_step=start_step,
+                             labels=labels, **kwargs)
+            if np.shape(std) != np.shape(mean):
+                raise ValueError(f"`std` must have mean's shape {np.shape(mean)}; got "
+                                 f"{np.shape(std)}.")
+            self.std = std
+            self.scaling_factor = float(scaling_factor)
+
+        def batch(self, step):
+            idx = self.indices(step)
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2, int(step))))
+            mean = self.data[idx].astype(np.float32)
+            std = self.std[idx].astype(np.float32)
+            x = self.scaling_factor * (mean + std * rng.standard_normal(mean.shape, np.float32))
+            if self.labels is not None:
+                return x, self.labels[idx]
+            return x
+
+    return StepIndexedLatents
+
+
+def step_indexed_latents(path, batch_size, seed=0, start_step=0, labels=True):
+    """An in-memory, step-indexed stream of posterior samples for exact resumption.
+
+    Loads the folder (`load_latents`) and returns a
+    `keras_gcm.callbacks.StepIndexedBatches` whose batch n depends only on
+    (seed, n): `scaling_factor * (mean + std * noise)` with the labels.
+
+    Example:
+
+    >>> data = keras_gcm.data.latents.step_indexed_latents("latents/", 256)  # doctest: +SKIP
+    >>> model.fit(data.as_dataset(), steps_per_epoch=1000)  # doctest: +SKIP
+    """
+    mean, std, lab, metadata = load_latents(path)
+    return _step_indexed_latents_class()(
+        mean, std, lab if labels else None, batch_size, metadata["scaling_factor"],
+        seed=seed, start_step=start_step)
