@@ -65,7 +65,7 @@ def build_model(seed, omega, hidden_size=64, depth=2, learning_rate=1e-3, ema_de
 
 
 def train(model, steps, batch_size, seed):
-    from keras_gcm.callbacks import StepIndexedBatches
+    from keras_gcm.data.step_indexed_batches import StepIndexedBatches
     from keras_gcm.data import digits
 
     x, y = digits("train", labels=True)

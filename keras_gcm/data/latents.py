@@ -292,7 +292,7 @@ def load_latents(path):
 
 
 def _step_indexed_latents_class():
-    from keras_gcm.callbacks import StepIndexedBatches
+    from keras_gcm.data.step_indexed_batches import StepIndexedBatches
 
     class StepIndexedLatents(StepIndexedBatches):
         """`StepIndexedBatches` of scaled posterior samples (exact resumption).
@@ -329,7 +329,7 @@ def step_indexed_latents(path, batch_size, seed=0, start_step=0, labels=True):
     """An in-memory, step-indexed stream of posterior samples for exact resumption.
 
     Loads the folder (`load_latents`) and returns a
-    `keras_gcm.callbacks.StepIndexedBatches` whose batch n depends only on
+    `keras_gcm.data.StepIndexedBatches` whose batch n depends only on
     (seed, n): `scaling_factor * (mean + std * noise)` with the labels.
 
     Example:
