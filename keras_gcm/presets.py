@@ -225,7 +225,7 @@ _IMAGENET256 = _then(
         "EqualTimeMixture",
         base=_spec("VariableUpperLimit", s_dist=_spec("UniformPowerTime", nu=1.0),
                    t_dist=_SINE),
-        probability=0.75, mean=-0.4, std=1.0),
+        probability=0.75, mean=-0.4, std=1.0, equal_time_importance=False),
 )
 _PRESETS["imagenet256_vu_dit_b4"] = _then(
     _IMAGENET256,

@@ -40,8 +40,10 @@ def test_mixture_parts_pass_ks_tests():
 
 
 def test_density_of_both_parts():
-    sampler = T.EqualTimeMixture(probability=0.5, seed=1)
+    sampler = T.EqualTimeMixture(probability=0.5, equal_time_importance=True, seed=1)
     t = np.linspace(0.01, 0.99, 7).astype("float32")
+    uniform = T.EqualTimeMixture(probability=0.5, seed=1)  # the default
+    np.testing.assert_allclose(to_numpy(uniform.density(t, t)), 1 / (TT - T0), rtol=1e-6)
     # s = t: the logit-normal density on [t0, tT]; it integrates to 1.
     q = (t.astype("float64") - T0) / (TT - T0)
     expected = stats.norm(-0.4, 1.0).pdf(special.logit(q)) / (q * (1 - q)) / (TT - T0)
@@ -71,6 +73,7 @@ def test_probability_limits_config_and_errors():
                                  probability=0.3, mean=0.1, std=0.5, seed=3)
     clone = roundtrip(sampler)
     assert clone.probability == 0.3 and clone.std == 0.5 and clone.base.s_dist.nu == 2.0
+    assert clone.equal_time_importance is False
     assert clone.variable_upper_limit
 
 

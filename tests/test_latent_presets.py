@@ -17,6 +17,7 @@ def test_table_6b_presets_have_appendix_g2_values():
         sampler = c["time_sampler"]
         assert isinstance(sampler, T.EqualTimeMixture)
         assert (sampler.probability, sampler.mean, sampler.std) == (0.75, -0.4, 1.0)
+        assert sampler.equal_time_importance is False
         assert sampler.base.s_dist.nu == 1.0 and isinstance(sampler.base.t_dist, T.SineTime)
         assert c["loss"].group_size == 2 and c["loss"].sigma == 0.1
         assert c["importance_weighting"] is True
