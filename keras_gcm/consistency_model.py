@@ -34,6 +34,9 @@ from keras_gcm.validation import network_takes_labels
 from keras_gcm.validation import peek_first_batch
 
 JVP_MODES = ("finite_difference", "analytic")
+# ||y_pred - target|| per sample, batch mean of the weighted norms: the
+# flow-matching loss of the s = t pairs.
+_FLOW_MATCHING_LOSS = gcm_losses.ConsistencyLoss(form="eq39", name="flow_matching")
 # Smallest step epsilon for a finite-difference loss with a bf16/fp16 network
 # (the paper uses 0.02 with BF16 on ImageNet, appendix G.2).
 LOW_PRECISION_MIN_EPSILON = 0.02
@@ -234,6 +237,19 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             of the held-out loss with the EMA samples' 1-step sliced W2 is
             -0.48 (raw) and -0.71 (EMA); use `keras_gcm.callbacks.QualityMetric`
             for quality.
+        label_dropout: float in [0, 1), probability that a training label is
+            replaced by the "no label" class `label_dim` (classifier-free
+            guidance needs the unconditional model this trains). Default 0.
+        model_guidance: float omega, MeanFlow's model guidance (training-time
+            CFG, default 1 = off): for conditional samples with t in
+            `model_guidance_interval` the velocity `u_t` of the loss becomes
+            `omega u_t + kappa f(x_t, t, t | y) + (1 - omega - kappa)
+            f(x_t, t, t | no label)` (stop-gradient, current weights), so
+            that 1-step samples are guided. Needs a VU model, a conditional
+            network and `label_dropout > 0`.
+        model_guidance_kappa: float kappa of the formula above (default 0).
+        model_guidance_interval: `(t_min, t_max)` where model guidance
+            applies (default `(0, 1)`: everywhere).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -263,6 +279,10 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         seed=None,
         augment=None,
         evaluate_with_ema=False,
+        label_dropout=0.0,
+        model_guidance=1.0,
+        model_guidance_kappa=0.0,
+        model_guidance_interval=(0.0, 1.0),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -363,6 +383,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         self.augment = _check_augment(augment, network)
         self.evaluate_with_ema = bool(evaluate_with_ema)
         self.noise_seed_generator = keras.random.SeedGenerator(seed)
+        self._init_guidance(label_dropout, model_guidance, model_guidance_kappa,
+                            model_guidance_interval)
         self.h_tracker = keras.metrics.Mean(name="mean_h")
         self._evaluation_batches = _EvaluationBatchCounter()
         self._evaluating = False
@@ -371,6 +393,84 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         # The samplers' compiled functions, keyed by tuples: a plain attribute,
         # so that Keras / TensorFlow do not track (or try to export) it.
         object.__setattr__(self, "_inference_functions", {})
+
+    # --------------------------------------------------------------- guidance
+    def _init_guidance(self, label_dropout, omega, kappa, interval):
+        label_dropout, omega, kappa = float(label_dropout), float(omega), float(kappa)
+        interval = tuple(float(v) for v in interval)
+        if not 0.0 <= label_dropout < 1.0:
+            raise ValueError(
+                f"`label_dropout` must be in [0, 1) (e.g. 0.1). Received: {label_dropout}")
+        if len(interval) != 2 or interval[0] > interval[1]:
+            raise ValueError(
+                "`model_guidance_interval` must be (t_min, t_max) with t_min <= t_max. "
+                f"Received: {interval}")
+        label_dim = int(getattr(self.network, "label_dim", 0) or 0)
+        if label_dropout > 0 and not label_dim:
+            raise ValueError(
+                "`label_dropout` needs a class-conditional network (one with "
+                "`label_dim > 0`); this network is unconditional.")
+        self.label_dropout = label_dropout
+        self.model_guidance = omega
+        self.model_guidance_kappa = kappa
+        self.model_guidance_interval = interval
+        if self.uses_model_guidance:
+            if not label_dim:
+                raise ValueError(
+                    "Model guidance mixes conditional and unconditional velocities: it "
+                    "needs a class-conditional network (`label_dim > 0`).")
+            if label_dropout <= 0:
+                raise ValueError(
+                    "Model guidance uses the unconditional model f(x_t, t, t | no label), "
+                    "which only label dropout trains: pass `label_dropout` > 0 (e.g. 0.1).")
+            if self.time_inputs != 2:
+                raise ValueError(
+                    "Model guidance evaluates f(x_t, t, t) (s = t): it needs a VU model "
+                    "(a network with two time inputs) and a sampler with s = t pairs, "
+                    "e.g. keras_gcm.time_sampling.EqualTimeMixture.")
+        self.label_seed_generator = (
+            keras.random.SeedGenerator(None if self.seed is None else self.seed + 1)
+            if label_dropout > 0 else None)
+
+    @property
+    def uses_model_guidance(self):
+        """Whether training mixes in the unconditional velocity (omega != 1 or kappa != 0)."""
+        return self.model_guidance != 1.0 or self.model_guidance_kappa != 0.0
+
+    @property
+    def trained_with_label_dropout(self):
+        """Whether training drops labels (here or in the network), as CFG needs."""
+        return self.label_dropout > 0 or float(getattr(self.network, "label_dropout", 0) or 0) > 0
+
+    def null_labels(self, class_labels):
+        """The "no label" version of `class_labels`: the class `label_dim` (int
+        labels) or zero rows (one-hot labels)."""
+        class_labels = ops.convert_to_tensor(class_labels)
+        if len(class_labels.shape) == 2:
+            return ops.zeros_like(class_labels)
+        return ops.zeros_like(class_labels) + int(self.network.label_dim)
+
+    def _drop_labels(self, class_labels, batch):
+        """Label dropout: `(labels, dropped)` with dropped labels set to "no label"."""
+        class_labels = ops.convert_to_tensor(class_labels)
+        u = draw_for_replica(
+            lambda n: keras.random.uniform((n,), seed=self.label_seed_generator), batch)
+        dropped = u < self.label_dropout
+        mask = dropped if len(class_labels.shape) == 1 else dropped[:, None]
+        return ops.where(mask, self.null_labels(class_labels), class_labels), dropped
+
+    def _guided_velocity(self, x_t, t, u_t, class_labels, dropped):
+        """MeanFlow's model-guided velocity (training-time CFG), stop-gradient."""
+        omega, kappa = self.model_guidance, self.model_guidance_kappa
+        f_null = self.f(x_t, t, t, self.null_labels(class_labels), False)
+        guided = omega * u_t + (1.0 - omega - kappa) * f_null
+        if kappa:
+            guided = guided + kappa * self.f(x_t, t, t, class_labels, False)
+        low, high = self.model_guidance_interval
+        active = ops.logical_and(t >= low, t <= high)
+        if dropped is not None:
+            active = ops.logical_and(active, ops.logical_not(dropped))
+        return ops.where(_expand(active, u_t), ops.stop_gradient(guided), u_t)
 
     # ------------------------------------------------------------------ build
     @property
@@ -651,6 +751,11 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
         x_t = self.interpolant.interpolate(x, z, t)
         u_t = self.interpolant.velocity(x, z, t)
+        dropped = None
+        if class_labels is not None and training and self.label_dropout > 0:
+            class_labels, dropped = self._drop_labels(class_labels, batch)
+        if class_labels is not None and self.uses_model_guidance:
+            u_t = self._guided_velocity(x_t, t, u_t, class_labels, dropped)
         r = ops.maximum(t - self.step.h(t, self._epsilon()), s)
         weight = self.weighting.w(t)
         if self.importance_weighting:
@@ -665,6 +770,13 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                 self.f(x_r, r, s, class_labels, training, augment_labels=aug)
             )
             y_pred, target, scale = loss_fn.terms(x_t, x_r, u_t, f_t, f_r, t, r, s)
+            flow_matching = None
+            if self.variable_upper_limit:
+                # s = t pairs (EqualTimeMixture): the s -> t limit of Eq. 39/40,
+                # the flow-matching loss ||f(x_t, t, t) - u_t|| (the terms
+                # above give these pairs zero weight).
+                flow_matching = (f_t, ops.stop_gradient(u_t),
+                                 ops.cast(t - s <= 0.0, "float32"))
         else:
             def f_of(x_in, t_in):
                 return self.f(x_in, t_in, s, class_labels, training, augment_labels=aug)
@@ -675,11 +787,16 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             self._rng_restore(snapshot)
             f_t = self.f(x_t, t, s, class_labels, training, augment_labels=aug)
             y_pred, target, scale = loss_fn.continuous_terms(u_t, f_t, dfdt, t, s)
+            flow_matching = None  # Eq. 6 at s = t is already ||f_t - u_t||.
 
         loss = loss_fn(
             {"target": target, "t": t, "s": s, "r": r}, y_pred,
             sample_weight=weight * scale
         )
+        if flow_matching is not None:
+            f_eq, u_eq, equal = flow_matching
+            loss = loss + _FLOW_MATCHING_LOSS(
+                {"target": u_eq}, f_eq, sample_weight=weight * equal)
         return loss, {"mean_h": ops.mean(t - r)}
 
     # Seed of the evaluation draws (`compute_evaluation_loss`): fixed, and
@@ -1325,6 +1442,10 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             "seed": self.seed,
             "augment": ser(self.augment) if self.augment is not None else None,
             "evaluate_with_ema": self.evaluate_with_ema,
+            "label_dropout": self.label_dropout,
+            "model_guidance": self.model_guidance,
+            "model_guidance_kappa": self.model_guidance_kappa,
+            "model_guidance_interval": list(self.model_guidance_interval),
         }
 
     @classmethod
@@ -1342,7 +1463,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
         Args:
             name: a preset name from `keras_gcm.presets.list()`.
-            network: the network `F`.
+            network: the network `F`. A class-conditional network
+                (`label_dim > 0`) also gets the preset's guidance arguments
+                (`keras_gcm.presets.guidance(name)`).
             **overrides: constructor arguments that replace the preset's.
 
         Example:
@@ -1352,4 +1475,5 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         """
         from keras_gcm import presets
 
-        return cls(network=network, **{**presets.components(name), **overrides})
+        guided = presets.guidance(name) if getattr(network, "label_dim", 0) else {}
+        return cls(network=network, **{**presets.components(name), **guided, **overrides})

@@ -38,6 +38,10 @@ Further tables (appendix H and the rest of Table 7):
 * `t7h_*`: DDPM++ / NCSN++ on row L; `network_kind(name)` names the network.
 * `t10_*`: Table 10, VU built on CU row D (D, M, K, L).
 * `t11_*`: Table 11, the CU framework's enhancements applied to ECT (a-f).
+Table 6b (latent-space ImageNet-256, appendix G.2): `imagenet256_vu_dit_b4`
+and `imagenet256_vu_dit_xl2`, GCM-VU with epsilon 0.02, nu 1, gamma 0.2 and
+the s = t mixture (`EqualTimeMixture`), plus MeanFlow's model guidance in
+their `guidance` entry (see `guidance(name)`).
 
 `paper_fid(name)` gives the CIFAR-10 FIDs (1-step, 2-step) the paper reports
 for a preset's table cell.
@@ -335,6 +339,41 @@ _PRESETS["imagenet64_cu_finetune"] = _then(
                      halve_every=25_000, factor=0.25, floor=True),
 )
 
+# ------------------------------------- Table 6b: latent-space ImageNet-256
+# Appendix G.2: the VU variant on SD-VAE latents with MeanFlow's DiT, BF16,
+# epsilon 0.02, nu = 1, Gamma gamma = 0.2, and with probability 0.75 an s = t
+# pair with t from MeanFlow's lognorm(-0.4, 1.0). The "guidance" entry is
+# MeanFlow's training-time CFG for that network size (the paper keeps
+# MeanFlow's settings untuned): label dropout 0.1 and (omega, kappa, t-interval)
+# of MeanFlow's Table 4 / zhuyu-cs/MeanFlow's README; `from_preset` applies it
+# to class-conditional networks only.
+_IMAGENET256 = _then(
+    _PRESETS["gcm_vu"], "Table 6b",
+    step=_spec("ExponentialStep", epsilon=0.02, mu=3.5),
+    weighting=_spec("GammaWeight", gamma=0.2, lam=6.0),
+    time_sampler=_spec(
+        "EqualTimeMixture",
+        base=_spec("VariableUpperLimit", s_dist=_spec("UniformPowerTime", nu=1.0),
+                   t_dist=_SINE),
+        probability=0.75, mean=-0.4, std=1.0, equal_time_importance=False),
+)
+_PRESETS["imagenet256_vu_dit_b4"] = _then(
+    _IMAGENET256,
+    "Table 6b VU-B/4 (1-step FID 14.27 after 80 epochs): GCM-VU with epsilon 0.02, nu 1, "
+    "gamma 0.2, s = t with probability 0.75 (t ~ lognorm(-0.4, 1)); MeanFlow-B/4's model "
+    "guidance omega 3",
+    guidance={"label_dropout": 0.1, "model_guidance": 3.0, "model_guidance_kappa": 0.0,
+              "model_guidance_interval": [0.0, 1.0]},
+)
+_PRESETS["imagenet256_vu_dit_xl2"] = _then(
+    _IMAGENET256,
+    "Table 6b VU-XL/2 (1-step FID 7.12 after 40 epochs): GCM-VU with epsilon 0.02, nu 1, "
+    "gamma 0.2, s = t with probability 0.75 (t ~ lognorm(-0.4, 1)); MeanFlow-XL/2's model "
+    "guidance omega 0.2, kappa 0.92 on t in [0, 0.75]",
+    guidance={"label_dropout": 0.1, "model_guidance": 0.2, "model_guidance_kappa": 0.92,
+              "model_guidance_interval": [0.0, 0.75]},
+)
+
 # ------------------------------------------------ the paper's CIFAR-10 FIDs
 _PAPER_FID = {
     "cu_a_baseline": (6.40, 4.28), "cu_b": (5.73, 4.40), "cu_c": (5.75, 4.31),
@@ -469,6 +508,7 @@ def time_inputs(name):
     sampler = get(name)["time_sampler"][0]
     cls = keras.saving.get_registered_object(f"keras_gcm>{sampler}")
     return 2 if getattr(cls, "variable_upper_limit", False) else 1
+    return 2 if get(name)["time_sampler"][0] in ("VariableUpperLimit", "EqualTimeMixture") else 1
 
 
 def build_component(spec):
@@ -515,6 +555,7 @@ def components(name):
     preset = get(name)
     preset.pop("description")
     preset.pop("network", None)
+    preset.pop("guidance", None)
     return {key: build_component(value) for key, value in preset.items()}
 
 
@@ -531,3 +572,28 @@ def network_kind(name):
     'ncsnpp'
     """
     return get(name).get("network", "ddpmpp")
+    preset.pop("guidance", None)
+    return {key: build_component(value) for key, value in preset.items()}
+
+
+def guidance(name):
+    """Classifier-free-guidance arguments of a preset (empty for most presets).
+
+    The Table 6b presets carry MeanFlow's training-time guidance for their
+    network size (`label_dropout`, `model_guidance`, `model_guidance_kappa`,
+    `model_guidance_interval`); `ConsistencyModel.from_preset` passes them
+    when the network is class-conditional.
+
+    Args:
+        name: a preset name.
+
+    Returns:
+        A dict of `ConsistencyModel` keyword arguments.
+
+    Example:
+
+    >>> keras_gcm.presets.guidance("imagenet256_vu_dit_b4")["model_guidance"]
+    3.0
+    """
+    value = get(name).get("guidance") or {}
+    return {k: (tuple(v) if isinstance(v, builtins.list) else v) for k, v in value.items()}

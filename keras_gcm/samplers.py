@@ -41,7 +41,7 @@ def _check_times(model, times, kind):
     return times
 
 
-def _generate(model, values, noises, times, kind, class_labels):
+def _generate(model, values, noises, times, kind, class_labels, guidance_scale=1.0):
     """The sampler's mathematics in keras.ops (compiled per backend)."""
     from keras import ops
 
@@ -54,7 +54,14 @@ def _generate(model, values, noises, times, kind, class_labels):
     batch = ops.zeros_like(x[(slice(None),) + (0,) * (len(x.shape) - 1)])
 
     def g(x_t, t, s):
-        return model.g(x_t, batch + t, batch + s, class_labels, False, values)
+        if guidance_scale == 1.0:
+            return model.g(x_t, batch + t, batch + s, class_labels, False, values)
+        # Classifier-free guidance: f = f(. | none) + w (f(. | y) - f(. | none)).
+        t_b, s_b = batch + t, batch + s
+        f_cond = model.f(x_t, t_b, s_b, class_labels, False, values)
+        f_null = model.f(x_t, t_b, s_b, model.null_labels(class_labels), False, values)
+        f = f_null + guidance_scale * (f_cond - f_null)
+        return x_t + ops.reshape(s_b - t_b, (-1,) + (1,) * (len(x_t.shape) - 1)) * f
 
     if kind == "restart":
         x0 = g(x, times[0], model.t0)
@@ -66,12 +73,13 @@ def _generate(model, values, noises, times, kind, class_labels):
     return x
 
 
-def _sampler_function(model, times, kind, labelled):
-    key = (kind, times, labelled)
+def _sampler_function(model, times, kind, labelled, guidance_scale=1.0):
+    key = (kind, times, labelled, guidance_scale)
     fn = model._inference_functions.get(key)
     if fn is None:
         def run(values, noises, class_labels):
-            return _generate(model, values, noises, times, kind, class_labels)
+            return _generate(model, values, noises, times, kind, class_labels,
+                             guidance_scale)
 
         fn = compile_inference(run)
         model._inference_functions[key] = fn
@@ -91,12 +99,36 @@ def _noise(seed, start, n, shape, num_noises):
     return np.concatenate(chunks, axis=1)[:, offset:offset + n]
 
 
+def _check_guidance(model, guidance_scale, class_labels):
+    guidance_scale = float(guidance_scale)
+    if guidance_scale == 1.0:
+        return guidance_scale
+    if not int(getattr(model.network, "label_dim", 0) or 0):
+        raise ValueError(
+            f"guidance_scale={guidance_scale:g} needs a class-conditional model; this "
+            "model's network is unconditional (no `label_dim`). Use guidance_scale=1."
+        )
+    if class_labels is None:
+        raise ValueError(
+            f"guidance_scale={guidance_scale:g} guides towards given classes: pass "
+            "`class_labels` (one label per sample)."
+        )
+    if not model.trained_with_label_dropout:
+        raise ValueError(
+            f"guidance_scale={guidance_scale:g} needs the unconditional model that "
+            "label dropout trains, but this model was trained without it: train with "
+            "ConsistencyModel(..., label_dropout=0.1), or use guidance_scale=1."
+        )
+    return guidance_scale
+
+
 def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
-            class_labels, verbose):
+            class_labels, verbose, guidance_scale=1.0):
     if not model.built:
         raise ValueError(
             "The model is not built: train it (fit) or call model.build(shape) first."
         )
+    guidance_scale = _check_guidance(model, guidance_scale, class_labels)
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     seed = check_seed(seed)
@@ -110,7 +142,7 @@ def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
     num_noises = len(times) if kind == "restart" else 1
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))
-    fn = _sampler_function(model, times, kind, class_labels is not None)
+    fn = _sampler_function(model, times, kind, class_labels is not None, guidance_scale)
     values = model.network_values(use_ema=use_ema)
     out = []
     progbar = keras.utils.Progbar(num_samples, unit_name="sample") if verbose else None
@@ -126,7 +158,7 @@ def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
 
 
 def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
-             class_labels=None, verbose=0):
+             class_labels=None, verbose=0, guidance_scale=1.0):
     """One-step samples `g(sigma(tT) z, tT, t0)`.
 
     Args:
@@ -139,6 +171,11 @@ def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
         class_labels: optional (num_samples,) labels for class-conditional
             networks.
         verbose: 0 or 1 (a progress bar).
+        guidance_scale: float w, classifier-free guidance at sampling time:
+            every step uses `f(. | none) + w (f(. | y) - f(. | none))`
+            (default 1: no guidance). Needs `class_labels` and a model
+            trained with label dropout. (A model trained with model guidance
+            is guided already: sample it with w = 1.)
 
     Returns:
         A numpy array of shape (num_samples, ...data dims).
@@ -148,11 +185,11 @@ def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
     >>> x = keras_gcm.samplers.one_step(model, 10_000, seed=0)
     """
     return _sample(model, num_samples, (model.tT,), "restart", seed, batch_size,
-                   use_ema, class_labels, verbose)
+                   use_ema, class_labels, verbose, guidance_scale)
 
 
 def restart(model, num_samples, times=(0.994, 0.6), seed=None, batch_size=1024,
-            use_ema=True, class_labels=None, verbose=0):
+            use_ema=True, class_labels=None, verbose=0, guidance_scale=1.0):
     """Multi-step restart sampling for CU models (fresh noise at each time).
 
     Args:
@@ -160,7 +197,8 @@ def restart(model, num_samples, times=(0.994, 0.6), seed=None, batch_size=1024,
         num_samples: int.
         times: decreasing times; the first is the start (tT), the rest are
             the restart times (`(0.994, 0.6)`: the paper's 2-step sampler).
-        seed, batch_size, use_ema, class_labels, verbose: as in `one_step`.
+        seed, batch_size, use_ema, class_labels, verbose, guidance_scale: as
+            in `one_step`.
 
     Returns:
         A numpy array of shape (num_samples, ...data dims).
@@ -171,18 +209,20 @@ def restart(model, num_samples, times=(0.994, 0.6), seed=None, batch_size=1024,
     """
     times = _check_times(model, times, "restart")
     return _sample(model, num_samples, times, "restart", seed, batch_size, use_ema,
-                   class_labels, verbose)
+                   class_labels, verbose, guidance_scale)
 
 
 def pushforward(model, num_samples, times=(0.994, 0.6, 0.006), seed=None,
-                batch_size=1024, use_ema=True, class_labels=None, verbose=0):
+                batch_size=1024, use_ema=True, class_labels=None, verbose=0,
+                guidance_scale=1.0):
     """Deterministic pushforward sampling for VU models: `x = g(x, t_i, t_{i+1})`.
 
     Args:
         model: a built VU `ConsistencyModel` (two-time-input network).
         num_samples: int.
         times: decreasing grid from tT to t0 (`(0.994, 0.6, 0.006)`: 2 steps).
-        seed, batch_size, use_ema, class_labels, verbose: as in `one_step`.
+        seed, batch_size, use_ema, class_labels, verbose, guidance_scale: as
+            in `one_step`.
 
     Returns:
         A numpy array of shape (num_samples, ...data dims).
@@ -199,7 +239,7 @@ def pushforward(model, num_samples, times=(0.994, 0.6, 0.006), seed=None,
         )
     times = _check_times(model, times, "pushforward")
     return _sample(model, num_samples, times, "pushforward", seed, batch_size,
-                   use_ema, class_labels, verbose)
+                   use_ema, class_labels, verbose, guidance_scale)
 
 
 def two_step(model, num_samples, seed=None, **kwargs):
@@ -212,3 +252,51 @@ def two_step(model, num_samples, seed=None, **kwargs):
     if model.variable_upper_limit:
         return pushforward(model, num_samples, (model.tT, 0.6, model.t0), seed, **kwargs)
     return restart(model, num_samples, (model.tT, 0.6), seed, **kwargs)
+
+
+def decoded(vae, sampler="one_step", num_classes=None, guidance_scale=1.0, decode_batch_size=64,
+            **sampler_kwargs):
+    """A sampler that decodes latent samples to images (grids, FID).
+
+    Returns `fn(model, num_samples, seed=None, batch_size=...)`, the sampler
+    signature `keras_gcm.callbacks.SampleGrid` / `QualityMetric` accept: it
+    draws latents with `sampler` (labels `i % num_classes` for sample i of a
+    class-conditional model) and returns `vae.decode(latents /
+    vae.scaling_factor)` clipped to [-1, 1], as a numpy array.
+
+    Args:
+        vae: a `keras_gcm.networks.AutoencoderKL` (anything with `decode`
+            and `scaling_factor`).
+        sampler: "one_step", "two_step" or a sampler function of this module.
+        num_classes: int or None; labels for class-conditional models.
+        guidance_scale: float, sampling-time CFG (see `one_step`).
+        decode_batch_size: latents per decoder call.
+        **sampler_kwargs: passed to the sampler.
+
+    Returns:
+        A callable.
+
+    Example:
+
+    >>> fn = keras_gcm.samplers.decoded(vae, num_classes=1000)
+    >>> grid = keras_gcm.callbacks.SampleGrid(5000, "grids", sampler=fn)
+    """
+    samplers = {"one_step": one_step, "two_step": two_step}
+    sample_fn = samplers.get(sampler, sampler) if isinstance(sampler, str) else sampler
+    if not callable(sample_fn):
+        raise ValueError(f"`sampler` must be 'one_step', 'two_step' or a callable; got {sampler!r}.")
+
+    def fn(model, num_samples, seed=None, batch_size=256):
+        kwargs = dict(sampler_kwargs)
+        if num_classes:
+            kwargs["class_labels"] = np.arange(num_samples) % int(num_classes)
+        if guidance_scale != 1.0:
+            kwargs["guidance_scale"] = guidance_scale
+        z = sample_fn(model, num_samples, seed=seed, batch_size=batch_size, **kwargs)
+        out = []
+        for start in range(0, len(z), decode_batch_size):
+            batch = keras.ops.convert_to_tensor(z[start:start + decode_batch_size] / vae.scaling_factor)
+            out.append(np.asarray(keras.ops.convert_to_numpy(vae.decode(batch))))
+        return np.clip(np.concatenate(out), -1.0, 1.0)
+
+    return fn

@@ -18,12 +18,13 @@ from keras_gcm.data.imagenet import imagenet64
 from keras_gcm.data.imagenet import imagenet64_npz
 from keras_gcm.data.imagenet import read_downsampled_imagenet_npz
 from keras_gcm.data.step_indexed_batches import StepIndexedBatches
+from keras_gcm.data import latents
 from keras_gcm.data.toy2d import TOY2D_NAMES
 from keras_gcm.data.toy2d import toy2d
 
 __all__ = [
     "DIGITS_NUM_HELDOUT", "DIGITS_NUM_TRAIN", "StepIndexedBatches", "TOY2D_NAMES", "check_images", "cifar10",
-    "digits", "digits_split_indices", "image_folder", "list_image_files", "npz_images",
+    "digits", "digits_split_indices", "image_folder", "latents", "list_image_files", "npz_images",
     "toy2d", "IMAGENET_NUM_CLASSES", "imagenet64", "imagenet64_npz",
     "read_downsampled_imagenet_npz",
 ]

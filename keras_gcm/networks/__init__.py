@@ -8,9 +8,11 @@ from keras_gcm.networks.edm2_checkpoint import edm2_state_dict
 from keras_gcm.networks.edm2_checkpoint import load_edm2_checkpoint
 from keras_gcm.networks.edm2_checkpoint import read_state_dict
 from keras_gcm.networks.edm_bridge import EDMDenoiserVelocity
+from keras_gcm.networks.dit import DiT
 from keras_gcm.networks.embeddings import FourierEmbedding
 from keras_gcm.networks.embeddings import PositionalEmbedding
 from keras_gcm.networks.mlp import MLP
+from keras_gcm.networks.vae import AutoencoderKL
 
 __all__ = [
     "EDM2UNet",
@@ -24,4 +26,6 @@ __all__ = [
     "edm2_state_dict",
     "load_edm2_checkpoint",
     "read_state_dict",
+    "AutoencoderKL",
+    "DiT",
 ]

@@ -1329,7 +1329,12 @@ class SongUNet(keras.Model):
                     "SongUNet: rank-1 `class_labels` must be integer class "
                     f"indices. Received dtype {labels.dtype}."
                 )
-            labels = ops.one_hot(labels, self.label_dim, dtype="float32")
+            # The class `label_dim` means "no label": the zero vector.
+            known = labels < self.label_dim
+            labels = ops.one_hot(
+                ops.where(known, labels, ops.zeros_like(labels)), self.label_dim,
+                dtype="float32",
+            ) * ops.cast(known, "float32")[:, None]
         elif len(labels.shape) == 2 and labels.shape[-1] == self.label_dim:
             labels = ops.cast(labels, "float32")
         else:
@@ -1356,7 +1361,8 @@ class SongUNet(keras.Model):
                 `time_inputs=2`, refused with `time_inputs=1`.
             class_labels: None, `(B,)` int class indices or
                 `(B, label_dim)` one-hot rows; only with `label_dim > 0`
-                (None then means "no label", the zero vector).
+                (None and the class `label_dim` mean "no label", the zero
+                vector).
             training: bool, dropout and label dropout are active when True.
             augment_labels: None or `(B, augment_dim)` augmentation labels
                 (`keras_gcm.augmentation.AugmentPipe`); only with

@@ -1,0 +1,70 @@
+"""The Stable Diffusion VAE (`keras_gcm.networks.AutoencoderKL`) against diffusers."""
+
+import os
+
+import numpy as np
+import pytest
+
+from keras_gcm.networks import AutoencoderKL
+from tests.helpers import to_numpy
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "vae_random.npz")
+SMALL = dict(block_out_channels=(16, 32), layers_per_block=1, latent_channels=4,
+             norm_num_groups=8)
+
+
+def _fixture():
+    data = np.load(FIXTURE)
+    return data, {k[2:]: data[k] for k in data.files if k.startswith("w/")}
+
+
+def test_matches_diffusers_autoencoder_kl():
+    # tools/make_vae_fixture.py: diffusers.AutoencoderKL, random weights.
+    data, weights = _fixture()
+    vae = AutoencoderKL(**SMALL)
+    vae.load_diffusers_state_dict(weights)
+    mean, std = (to_numpy(v) for v in vae.encode(data["images"]))
+    for ours, ref in ((mean, data["mean"]), (std, data["std"])):
+        assert np.abs(ref).max() > 0.1
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    decoded = to_numpy(vae.decode(data["latents"]))
+    ref = data["decoded"]
+    np.testing.assert_allclose(decoded, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_sd_vae_size_and_config_round_trip():
+    vae = AutoencoderKL.sd_vae()
+    assert vae.downsampling == 8 and vae.scaling_factor == 0.18215
+    # Counted without building the 83.7M weights: the small model counts
+    # exactly what diffusers counts (its state dict), checked here.
+    data, weights = _fixture()
+    small = AutoencoderKL(**SMALL)
+    small.build()
+    assert small.count_params() == sum(v.size for v in weights.values())
+    clone = AutoencoderKL.from_config(small.get_config())
+    assert clone.get_config() == small.get_config()
+
+
+def test_weight_file_errors_name_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="huggingface.co/stabilityai/sd-vae-ft-ema"):
+        AutoencoderKL.from_diffusers(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="sd-vae-ft-ema"):
+        AutoencoderKL.from_diffusers(tmp_path)
+    _, weights = _fixture()
+    wrong = dict(weights)
+    wrong["encoder.down_blocks.0.resnets.0.conv1.weight"] = np.zeros((16, 16, 1, 1), "float32")
+    vae = AutoencoderKL(**SMALL)
+    with pytest.raises(ValueError, match=r"'encoder.down_blocks.0.resnets.0.conv1.weight'"):
+        vae.load_diffusers_state_dict(wrong)
+    with pytest.raises(ValueError, match=r"no tensor 'encoder.conv_in.weight'"):
+        vae.load_diffusers_state_dict({})
+    torch_file = tmp_path / "diffusion_pytorch_model.bin"
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, torch_file)
+    loaded = AutoencoderKL.from_diffusers(tmp_path, **SMALL)
+    data, _ = _fixture()
+    np.testing.assert_allclose(to_numpy(loaded.decode(data["latents"])), data["decoded"],
+                               rtol=1e-4, atol=1e-4 * np.abs(data["decoded"]).max())
