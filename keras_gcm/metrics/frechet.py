@@ -92,7 +92,7 @@ def frechet_distance(mu1, cov1, mu2, cov2, eps=1e-6):
     Example:
 
     >>> mu, cov = np.zeros(3), np.eye(3)
-    >>> frechet_distance(mu, cov, mu + 1.0, 4.0 * cov)  # 3 * 1 + 3 * (2 - 1)^2
+    >>> keras_gcm.metrics.frechet_distance(mu, cov, mu + 1.0, 4.0 * cov)  # 3 * 1 + 3 * (2 - 1)^2
     6.0
     """
     mu1, cov1 = _validate_statistics(mu1, cov1, "mu1/cov1")
@@ -140,7 +140,7 @@ def save_statistics(path, mu, cov):
 
     Example:
 
-    >>> save_statistics("cifar10_train_fid.npz", mu, cov)  # doctest: +SKIP
+    >>> keras_gcm.metrics.save_statistics("cifar10_train_fid.npz", mu, cov)  # doctest: +SKIP
     """
     mu, cov = _validate_statistics(mu, cov, "statistics")
     np.savez(path, mu=mu, sigma=cov)
@@ -161,7 +161,7 @@ def load_statistics(path):
 
     Example:
 
-    >>> mu, cov = load_statistics("cifar10_train_fid.npz")  # doctest: +SKIP
+    >>> mu, cov = keras_gcm.metrics.load_statistics("cifar10_train_fid.npz")  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -230,7 +230,7 @@ class FrechetInceptionDistance:
 
     Example:
 
-    >>> fid = FrechetInceptionDistance(lambda x: np.reshape(x, (len(x), -1)))
+    >>> fid = keras_gcm.metrics.FrechetInceptionDistance(lambda x: np.reshape(x, (len(x), -1)))
     >>> fid.update(np.random.uniform(-1, 1, (64, 2, 2, 1)))
     >>> fid.update(np.random.uniform(-1, 1, (36, 2, 2, 1)))
     >>> mu, cov = fid.statistics()
@@ -240,10 +240,9 @@ class FrechetInceptionDistance:
     The FID of generated samples against CIFAR-10 reference statistics
     (see `keras_gcm.metrics.inception` for the whole recipe):
 
-    >>> from keras_gcm.metrics.inception import fid_inception_v3
-    >>> inception = fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
+    >>> inception = keras_gcm.metrics.fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
     ... # doctest: +SKIP
-    >>> fid = FrechetInceptionDistance(inception)  # doctest: +SKIP
+    >>> fid = keras_gcm.metrics.FrechetInceptionDistance(inception)  # doctest: +SKIP
     >>> fid.update_from_dataset(samples, max_images=50000)  # doctest: +SKIP
     >>> fid.result("cifar10_train_fid.npz")  # doctest: +SKIP
     """
@@ -479,7 +478,7 @@ def compute_statistics(
 
     >>> extractor = lambda x: x.reshape(len(x), -1)
     >>> images = np.random.uniform(-1, 1, (100, 4, 4, 1))
-    >>> mu, cov = compute_statistics(extractor, images, batch_size=32,
+    >>> mu, cov = keras_gcm.metrics.compute_statistics(extractor, images, batch_size=32,
     ...                              progress=False)
     >>> mu.shape, cov.shape
     ((16,), (16, 16))

@@ -113,8 +113,8 @@ class BilinearResize(layers.Layer):
 
     Example:
 
-    >>> resize = BilinearResize(299, 299)
-    >>> resize(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> resize = keras_gcm.metrics.inception.BilinearResize(299, 299)
+    >>> tuple(resize(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 299, 299, 3)
     """
 
@@ -424,9 +424,11 @@ def load_pytorch_fid_weights(model, weights):
 
     Example:
 
-    >>> model = fid_inception_v3()
-    >>> load_pytorch_fid_weights(model, "pt_inception-2015-12-05-6726825d.pth")
-    ... # doctest: +SKIP
+    With the user-supplied weight file (not run in the doctests):
+
+    >>> model = keras_gcm.metrics.fid_inception_v3()  # doctest: +SKIP
+    >>> keras_gcm.metrics.load_pytorch_fid_weights(
+    ...     model, "pt_inception-2015-12-05-6726825d.pth")  # doctest: +SKIP
     """
     units = _conv_units(model)
     state_dict = _read_state_dict(weights)
@@ -521,7 +523,7 @@ def fid_inception_v3(weights_path=None, resize_to=(299, 299), name="fid_inceptio
 
     Example:
 
-    >>> inception = fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
+    >>> inception = keras_gcm.metrics.fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
     ... # doctest: +SKIP
     >>> inception.predict_on_batch(images).shape  # doctest: +SKIP
     (250, 2048)
