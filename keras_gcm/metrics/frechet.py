@@ -204,6 +204,33 @@ def _first_element(batch):
     return batch
 
 
+def quantize_to_uint8_levels(images, value_range=(-1.0, 1.0)):
+    """Clips images to `value_range` and rounds them to its 256 uint8 levels.
+
+    `low + round((clip(x) - low) / (high - low) * 255) * (high - low) / 255`,
+    in float32: what saving samples as uint8 PNGs and reading them back
+    gives (the step before the Inception network in EDM, the TTUR code and
+    pytorch-fid). Rounding is half-to-even, like `np.round`.
+
+    Args:
+        images: array-like of any shape.
+        value_range: `(low, high)` of the pixel values.
+
+    Returns:
+        A float32 numpy array of the same shape.
+
+    Example:
+
+    >>> x = np.array([-1.0, -0.999, 0.0, 0.5, 1.2])
+    >>> print(keras_gcm.metrics.quantize_to_uint8_levels(x) * 127.5 + 127.5)
+    [  0.   0. 128. 191. 255.]
+    """
+    low, high = (float(v) for v in value_range)
+    x = np.asarray(keras.ops.convert_to_numpy(images), np.float64)
+    levels = np.round((np.clip(x, low, high) - low) * (255.0 / (high - low)))
+    return (low + levels * ((high - low) / 255.0)).astype(np.float32)
+
+
 class FrechetInceptionDistance:
     """Streams feature statistics of images and compares them (FID).
 
@@ -227,6 +254,13 @@ class FrechetInceptionDistance:
         value_range: `(low, high)` of valid pixel values, checked on every
             batch with a tolerance of 0.1 % of the range (clip samples to
             it), or `None` to skip the check. Defaults to `(-1.0, 1.0)`.
+        quantize: bool (default True): clip every batch to `value_range` and
+            round it to the 256 levels of uint8 pixels before the feature
+            extractor, as the reference implementations do (EDM and the TTUR
+            code save samples as uint8 PNGs first; pytorch-fid reads uint8
+            files). Images that are already uint8 levels (`x / 127.5 - 1`)
+            are unchanged. Needs a `value_range`; False feeds the values as
+            they are.
 
     Example:
 
@@ -247,7 +281,7 @@ class FrechetInceptionDistance:
     >>> fid.result("cifar10_train_fid.npz")  # doctest: +SKIP
     """
 
-    def __init__(self, feature_extractor, value_range=(-1.0, 1.0)):
+    def __init__(self, feature_extractor, value_range=(-1.0, 1.0), quantize=True):
         if not callable(feature_extractor):
             raise ValueError(
                 "`feature_extractor` must be a Keras model or a callable; "
@@ -260,8 +294,14 @@ class FrechetInceptionDistance:
                     f"`value_range` must be (low, high) with low < high; "
                     f"received {value_range}."
                 )
+        if quantize and value_range is None:
+            raise ValueError(
+                "`quantize=True` rounds images to the uint8 levels of `value_range`; "
+                "give a `value_range` (e.g. (-1.0, 1.0)) or pass `quantize=False`."
+            )
         self.feature_extractor = feature_extractor
         self.value_range = value_range
+        self.quantize = bool(quantize)
         self.reset()
 
     def reset(self):
@@ -345,6 +385,8 @@ class FrechetInceptionDistance:
         if not hasattr(images, "shape"):
             images = np.asarray(images)
         batch = self._check_images(images)
+        if self.quantize:
+            images = quantize_to_uint8_levels(images, self.value_range)
         features = self.extract_features(images)
         if features.ndim != 2 or features.shape[0] != batch:
             raise ValueError(
@@ -458,7 +500,7 @@ class FrechetInceptionDistance:
 
 def compute_statistics(
     feature_extractor, images_or_dataset, batch_size=250, progress=True,
-    max_images=None,
+    max_images=None, quantize=True,
 ):
     """Feature mean and covariance of a set of images, streamed in batches.
 
@@ -470,6 +512,8 @@ def compute_statistics(
         batch_size: int, batch size for arrays and unbatched data sets.
         progress: bool, show a `keras.utils.Progbar`.
         max_images: optional int, use at most this many images.
+        quantize: bool, round to uint8 levels first (see
+            `FrechetInceptionDistance`; uint8 data sets are unchanged by it).
 
     Returns:
         A tuple `(mu, cov)` of float64 arrays of shapes `(F,)`, `(F, F)`.
@@ -483,7 +527,7 @@ def compute_statistics(
     >>> mu.shape, cov.shape
     ((16,), (16, 16))
     """
-    fid = FrechetInceptionDistance(feature_extractor)
+    fid = FrechetInceptionDistance(feature_extractor, quantize=quantize)
     fid.update_from_dataset(
         images_or_dataset,
         batch_size=batch_size,

@@ -40,13 +40,12 @@ train = ...  # uint8 array (50000, 32, 32, 3), e.g. from tensorflow-datasets
 mu, cov = compute_statistics(inception, train / 127.5 - 1.0, batch_size=250)
 save_statistics("cifar10_train_fid.npz", mu, cov)
 
-# 2. 50k samples of the model. Quantise them to uint8 levels like saved
-#    PNGs (the convention of EDM and the TTUR code) before the features.
+# 2. 50k samples of the model. FrechetInceptionDistance clips them and rounds
+#    them to uint8 levels like saved PNGs (the convention of EDM and the TTUR
+#    code) before the features (`quantize=True`, the default).
 fid = FrechetInceptionDistance(inception)
 for _ in range(200):
-    x = sampler(250)  # (250, 32, 32, 3) in [-1, 1]
-    x = np.round((np.clip(x, -1, 1) + 1) * 127.5) / 127.5 - 1.0
-    fid.update(x)
+    fid.update(sampler(250))  # (250, 32, 32, 3) in [-1, 1]
 print("FID:", fid.result("cifar10_train_fid.npz"))
 ```
 
