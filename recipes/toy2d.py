@@ -119,6 +119,7 @@ def main(argv=None):
         "devices": args.devices,
         "precision": args.precision,
         "train_seconds": round(timer.seconds, 2),
+        "train_cpu_seconds": round(timer.cpu_seconds, 2),
         "final_loss": float(history.history["loss"][-1]),
         "one_step": evaluate(one, reference, args.seed),
         "two_step": evaluate(two, reference, args.seed),
