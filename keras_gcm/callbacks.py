@@ -562,11 +562,14 @@ class ResumableCheckpoint(_PeriodicCallback):
 
     Example:
 
+    A CIFAR-10-sized run (`images`: a uint8 training set; not run here):
+
     >>> ckpt_dir = "runs/cifar10/checkpoints"
-    >>> start = ResumableCheckpoint.latest_step(ckpt_dir)
-    >>> data = StepIndexedBatches(images, 512, seed=0, start_step=start, xflip=True)
+    >>> start = keras_gcm.callbacks.ResumableCheckpoint.latest_step(ckpt_dir)
+    >>> data = keras_gcm.data.StepIndexedBatches(
+    ...     images, 512, seed=0, start_step=start, xflip=True)  # doctest: +SKIP
     >>> model.fit(data, steps_per_epoch=1000, epochs=400,
-    ...           callbacks=[ResumableCheckpoint(ckpt_dir)])  # doctest: +SKIP
+    ...           callbacks=[keras_gcm.callbacks.ResumableCheckpoint(ckpt_dir)])  # doctest: +SKIP
     """
 
     INDEX_FILE = "checkpoint.json"

@@ -254,12 +254,14 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
 
     Example:
 
-    >>> network = keras_gcm.networks.MLP(hidden_units=(128, 128))
+    >>> network = keras_gcm.networks.MLP(hidden_units=128, num_blocks=2)
     >>> model = keras_gcm.ConsistencyModel(network)          # GCM-CU
     >>> model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
-    >>> model.fit(keras_gcm.data.toy2d("two_moons", 8192, seed=0),
-    ...           batch_size=256, epochs=2)
+    >>> history = model.fit(keras_gcm.data.toy2d("two_moons", 8192, seed=0),
+    ...                     batch_size=256, epochs=2, verbose=0)
     >>> samples = keras_gcm.samplers.one_step(model, 1000, seed=0)
+    >>> samples.shape
+    (1000, 2)
     """
 
     def __init__(

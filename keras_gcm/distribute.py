@@ -76,8 +76,10 @@ def data_parallel(num_devices=None, devices=None):
 
     Example:
 
-    >>> distribution = keras_gcm.distribute.data_parallel(2)
-    >>> with distribution.scope():
+    Two devices (JAX; not run in the doctests, which see one device):
+
+    >>> distribution = keras_gcm.distribute.data_parallel(2)  # doctest: +SKIP
+    >>> with distribution.scope():  # doctest: +SKIP
     ...     model = keras_gcm.ConsistencyModel.from_preset("gcm_cu", network)
     ...     model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
     ...     model.fit(data, batch_size=512)
@@ -119,11 +121,13 @@ def mirrored_strategy(num_devices=None, devices=None):
 
     Example:
 
-    >>> strategy = keras_gcm.distribute.mirrored_strategy(2)
-    >>> with strategy.scope():
+    Two devices (TensorFlow; not run in the doctests, which see one device):
+
+    >>> strategy = keras_gcm.distribute.mirrored_strategy(2)  # doctest: +SKIP
+    >>> with strategy.scope():  # doctest: +SKIP
     ...     model = keras_gcm.ConsistencyModel.from_preset("gcm_cu", network)
     ...     model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
-    >>> model.fit(data, batch_size=512)
+    >>> model.fit(data, batch_size=512)  # doctest: +SKIP
     """
     _require("tensorflow", "mirrored_strategy")
     import tensorflow as tf
@@ -166,7 +170,9 @@ def distribution_scope(num_devices=None):
 
     Example:
 
-    >>> with keras_gcm.distribute.distribution_scope(2):
+    Two devices (not run in the doctests, which see one device):
+
+    >>> with keras_gcm.distribute.distribution_scope(2):  # doctest: +SKIP
     ...     model = keras_gcm.ConsistencyModel.from_preset("gcm_vu", network)
     ...     model.compile(optimizer=keras_gcm.optimizers.RAdam(1e-3))
     ...     model.fit(data, batch_size=512)
@@ -203,8 +209,8 @@ def check_replica_batches(x, batch_size, multiple, reason):
     Example:
 
     >>> import numpy as np
-    >>> check_replica_batches(np.zeros((64, 2)), 16, 8, "MMD groups of 8")
-    >>> check_replica_batches(np.zeros((60, 2)), 16, 8, "MMD groups of 8")
+    >>> keras_gcm.distribute.check_replica_batches(np.zeros((64, 2)), 16, 8, "MMD groups of 8")
+    >>> keras_gcm.distribute.check_replica_batches(np.zeros((60, 2)), 16, 8, "MMD groups of 8")
     Traceback (most recent call last):
     ...
     ValueError: Every batch size must be a multiple of 8: ...

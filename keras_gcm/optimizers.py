@@ -46,8 +46,8 @@ def _sma_length(step, beta_2, dtype):
 
     Example:
 
-    >>> rho = _sma_length(ops.convert_to_tensor(6.0), 0.999, "float32")
-    >>> round(float(ops.convert_to_numpy(rho)), 3)
+    >>> rho = keras_gcm.optimizers._sma_length(keras.ops.convert_to_tensor(6.0), 0.999, "float32")
+    >>> round(float(keras.ops.convert_to_numpy(rho)), 3)
     5.994
     """
     log_beta_2 = math.log(beta_2)  # float64, = -L
@@ -141,7 +141,7 @@ class RAdam(keras.optimizers.Optimizer):
 
     >>> import numpy as np
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    >>> model.compile(optimizer=RAdam(learning_rate=1e-2), loss="mse")
+    >>> model.compile(optimizer=keras_gcm.optimizers.RAdam(learning_rate=1e-2), loss="mse")
     >>> x = np.random.rand(64, 3).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)
     >>> history = model.fit(x, y, epochs=2, verbose=0)
@@ -213,7 +213,7 @@ class RAdam(keras.optimizers.Optimizer):
         Example:
 
         >>> import numpy as np
-        >>> opt = RAdam()
+        >>> opt = keras_gcm.optimizers.RAdam()
         >>> opt.build([keras.Variable(np.zeros((2, 3)))])
         >>> len(opt.variables)  # iterations, learning rate, 2 moments
         4
@@ -250,10 +250,10 @@ class RAdam(keras.optimizers.Optimizer):
         Example:
 
         >>> import numpy as np
-        >>> opt = RAdam(learning_rate=0.1)
+        >>> opt = keras_gcm.optimizers.RAdam(learning_rate=0.1)
         >>> w = keras.Variable(np.ones(2, "float32"))
         >>> opt.apply([np.ones(2, "float32")], [w])  # step 1: lr * m_hat
-        >>> [round(float(v), 6) for v in ops.convert_to_numpy(w)]
+        >>> [round(float(v), 6) for v in keras.ops.convert_to_numpy(w)]
         [0.9, 0.9]
         """
         var_dtype = variable.dtype
@@ -349,8 +349,8 @@ class RAdam(keras.optimizers.Optimizer):
 
         Example:
 
-        >>> opt = RAdam(learning_rate=1e-4, weight_decay=0.01)
-        >>> RAdam.from_config(opt.get_config()).get_config()["beta_2"]
+        >>> opt = keras_gcm.optimizers.RAdam(learning_rate=1e-4, weight_decay=0.01)
+        >>> keras_gcm.optimizers.RAdam.from_config(opt.get_config()).get_config()["beta_2"]
         0.999
         """
         config = super().get_config()

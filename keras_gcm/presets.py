@@ -525,8 +525,9 @@ def build_component(spec):
 
     Example:
 
-    >>> keras_gcm.presets.build_component(["SineTime", {"a": 1.0, "b": 0.01}])
-    <SineTime name=sine_time, built=False>
+    >>> dist = keras_gcm.presets.build_component(["SineTime", {"a": 1.0, "b": 0.01}])
+    >>> type(dist).__name__, dist.a, dist.b
+    ('SineTime', 1.0, 0.01)
     """
     if isinstance(spec, (builtins.list, tuple)) and len(spec) == 2 and isinstance(spec[0], str) \
             and isinstance(spec[1], dict):

@@ -182,7 +182,15 @@ def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
 
     Example:
 
+    >>> network = keras_gcm.networks.MLP(hidden_units=32, num_blocks=1)
+    >>> model = keras_gcm.ConsistencyModel.from_preset("gcm_cu", network)
+    >>> model.build((None, 2))  # untrained here; train it with `fit` first
     >>> x = keras_gcm.samplers.one_step(model, 10_000, seed=0)
+    >>> x.shape
+    (10000, 2)
+    >>> y = keras_gcm.samplers.one_step(model, 10_000, seed=0, batch_size=3000)
+    >>> bool(np.allclose(x, y, atol=1e-5))  # the same noise for every batch size
+    True
     """
     return _sample(model, num_samples, (model.tT,), "restart", seed, batch_size,
                    use_ema, class_labels, verbose, guidance_scale)
@@ -205,7 +213,12 @@ def restart(model, num_samples, times=(0.994, 0.6), seed=None, batch_size=1024,
 
     Example:
 
+    >>> network = keras_gcm.networks.MLP(hidden_units=32, num_blocks=1)
+    >>> model = keras_gcm.ConsistencyModel.from_preset("gcm_cu", network)
+    >>> model.build((None, 2))  # untrained here; train it with `fit` first
     >>> x = keras_gcm.samplers.restart(model, 10_000, times=(0.994, 0.6), seed=0)
+    >>> x.shape
+    (10000, 2)
     """
     times = _check_times(model, times, "restart")
     return _sample(model, num_samples, times, "restart", seed, batch_size, use_ema,
@@ -229,7 +242,12 @@ def pushforward(model, num_samples, times=(0.994, 0.6, 0.006), seed=None,
 
     Example:
 
+    >>> network = keras_gcm.networks.MLP(hidden_units=32, num_blocks=1, time_inputs=2)
+    >>> vu_model = keras_gcm.ConsistencyModel.from_preset("gcm_vu", network)
+    >>> vu_model.build((None, 2))  # untrained here; train it with `fit` first
     >>> x = keras_gcm.samplers.pushforward(vu_model, 10_000, seed=0)
+    >>> x.shape
+    (10000, 2)
     """
     if not model.variable_upper_limit:
         raise ValueError(
@@ -247,7 +265,13 @@ def two_step(model, num_samples, seed=None, **kwargs):
 
     Example:
 
-    >>> x = keras_gcm.samplers.two_step(model, 10_000, seed=0)
+    >>> network = keras_gcm.networks.MLP(hidden_units=32, num_blocks=1)
+    >>> model = keras_gcm.ConsistencyModel.from_preset("gcm_cu", network)
+    >>> model.build((None, 2))  # untrained here; train it with `fit` first
+    >>> x = keras_gcm.samplers.two_step(model, 1000, seed=0)  # restart via t = 0.6
+    >>> y = keras_gcm.samplers.restart(model, 1000, times=(model.tT, 0.6), seed=0)
+    >>> bool(np.allclose(x, y))
+    True
     """
     if model.variable_upper_limit:
         return pushforward(model, num_samples, (model.tT, 0.6, model.t0), seed, **kwargs)

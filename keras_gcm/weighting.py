@@ -16,7 +16,9 @@ class LossWeighting(keras.layers.Layer):
     >>> class LinearWeight(keras_gcm.weighting.LossWeighting):
     ...     def w(self, t):
     ...         return 1.0 - t
-    >>> LinearWeight()(keras.ops.convert_to_tensor([0.25]))  # [0.75]
+    >>> t = keras.ops.convert_to_tensor([0.25])
+    >>> print(keras.ops.convert_to_numpy(LinearWeight()(t)).round(6))
+    [0.75]
     """
 
     def w(self, t):
@@ -32,7 +34,9 @@ class ConstantWeight(LossWeighting):
 
     Example:
 
-    >>> keras_gcm.weighting.ConstantWeight()(keras.ops.convert_to_tensor([0.2, 0.9]))  # [1, 1]
+    >>> t = keras.ops.convert_to_tensor([0.2, 0.9])
+    >>> print(keras.ops.convert_to_numpy(keras_gcm.weighting.ConstantWeight()(t)).round(6))
+    [1. 1.]
     """
 
     def w(self, t):
@@ -54,7 +58,9 @@ class GammaWeight(LossWeighting):
     Example:
 
     >>> w = keras_gcm.weighting.GammaWeight(gamma=1.0, lam=6.0)
-    >>> w(keras.ops.convert_to_tensor([0.5]))  # 0.5 * exp(-3) = 0.0249
+    >>> t = keras.ops.convert_to_tensor([0.5])
+    >>> print(keras.ops.convert_to_numpy(w(t)).round(6))  # 0.5 * exp(-3) = 0.0249
+    [0.024894]
     """
 
     def __init__(self, gamma=1.0, lam=6.0, **kwargs):

@@ -41,7 +41,7 @@ def select_backend(requested=None):
                 backend = name
                 break
     if backend is None:
-        raise RuntimeError("Install one of jax, torch or tensorflow: pip install 'keras-gcm[jax]'.")
+        raise RuntimeError("Install one of jax, torch or tensorflow: from the source tree, pip install '.[jax]'.")
     os.environ["KERAS_BACKEND"] = backend
     return backend
 
@@ -215,7 +215,11 @@ def write_json(path, payload):
 class Timer:
     def __enter__(self):
         self.start = time.time()
+        self.cpu_start = time.process_time()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.time() - self.start
+        # user + sys time of every thread of this process: the figure that a
+        # busy machine does not inflate the way it inflates wall time.
+        self.cpu_seconds = time.process_time() - self.cpu_start

@@ -79,29 +79,36 @@ DEFAULTS = {
               "ema_decay": 0.999, "eval_samples": 4000},
     "digits": {"steps": 1000, "batch_size": 64, "learning_rate": 1e-3,
                "ema_decay": 0.999, "eval_samples": 1000},
+    "folder": {"steps": 1000, "batch_size": 64, "learning_rate": 1e-3,
+               "ema_decay": 0.999, "eval_samples": 1000},
 }
 
 METRICS = {  # data kind -> (primary, secondary) metric names, lower is better
     "toy2d": ("energy_distance", "sliced_w2"),
     "digits": ("frechet_digits_distance", "pixel_energy_distance"),
+    "folder": ("frechet_distance", "pixel_energy_distance"),
 }
 METRIC_LABELS = {
     "energy_distance": "energy distance",
     "sliced_w2": "sliced W2",
     "frechet_digits_distance": "Frechet digits distance",
     "pixel_energy_distance": "pixel energy distance",
+    "frechet_distance": "Frechet distance (FID with Inception features)",
 }
 
 
 def data_kind(dataset):
-    return "digits" if dataset == DIGITS else "toy2d"
+    if dataset == DIGITS:
+        return "digits"
+    return "folder" if os.path.isdir(str(dataset)) else "toy2d"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="two_moons",
                         help="a 2-D set (checkerboard, eight_gaussians, two_moons, swiss_roll, "
-                             "rings, pinwheel) or 'digits'")
+                             "rings, pinwheel), 'digits', or a folder of images (see "
+                             "recipes/images.py; with --image-size)")
     parser.add_argument("--presets", nargs="+", default=TABLES_2_AND_3,
                         help="preset names or shell patterns ('t7b_*'); default: the rows "
                              "of Tables 2 and 3")
@@ -120,6 +127,15 @@ def parse_args(argv=None):
     parser.add_argument("--num-blocks", type=int, default=3, help="2-D MLP residual blocks")
     parser.add_argument("--model-channels", type=int, default=16, help="digits SongUNet width")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="folder: training resolution (resize and center-crop)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                        help="folder: 3 (RGB) or 1 (grayscale)")
+    parser.add_argument("--fid-features", choices=("inception", "digits"), default="inception",
+                        help="folder: features of the Frechet distance (digits: 8x8 "
+                             "grayscale only)")
+    parser.add_argument("--inception-weights", default=None,
+                        help="folder: pt_inception-2015-12-05-6726825d.pth")
     parser.add_argument("--no-scale-curriculum", action="store_true",
                         help="keep the curriculum's halve_every of the paper's 400K iterations")
     parser.add_argument("--output", default=None, help="default runs/ablation/<dataset>")
@@ -129,11 +145,21 @@ def parse_args(argv=None):
     _common.add_backend_argument(parser)
     args = parser.parse_args(argv)
     kind = data_kind(args.dataset)
+    if kind == "folder":
+        if args.image_size is None:
+            parser.error("A folder data set needs --image-size (e.g. --image-size 32).")
+        if args.fid_features == "inception" and not args.inception_weights:
+            parser.error("--fid-features inception needs --inception-weights "
+                         "pt_inception-2015-12-05-6726825d.pth (or --fid-features digits "
+                         "for 8x8 grayscale images).")
+        if args.fid_features == "digits" and (args.image_size != 8 or args.channels != 1):
+            parser.error("--fid-features digits needs --image-size 8 --channels 1.")
+        args.dataset = os.path.abspath(args.dataset)
     for key, value in DEFAULTS[kind].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.output is None:
-        args.output = os.path.join("runs", "ablation", args.dataset)
+        args.output = os.path.join("runs", "ablation", os.path.basename(args.dataset.rstrip("/")))
     _common.check_flags(
         parser, args,
         positive=("steps", "batch_size", "hidden_units", "model_channels"),
@@ -157,6 +183,11 @@ def settings_of(args, backend):
 
 
 def network_settings(args):
+    if data_kind(args.dataset) == "folder":
+        return {"class": "SongUNet", "model_channels": args.model_channels,
+                "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [],
+                "image_size": args.image_size, "channels": args.channels,
+                "fid_features": args.fid_features, "inception_weights": args.inception_weights}
     if data_kind(args.dataset) == "digits":
         return {"class": "SongUNet", "model_channels": args.model_channels,
                 "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": []}
@@ -169,6 +200,13 @@ def build_network(settings, time_inputs, seed):
     import keras_gcm
 
     net = settings["network"]
+    if net["class"] == "SongUNet" and "image_size" in net:  # a folder (unconditional)
+        return keras_gcm.networks.SongUNet(
+            img_resolution=net["image_size"], in_channels=net["channels"],
+            model_channels=net["model_channels"], channel_mult=net["channel_mult"],
+            num_blocks=net["num_blocks"], attn_resolutions=net["attn_resolutions"],
+            dropout=settings["dropout"], time_inputs=time_inputs, seed=seed,
+        )
     if net["class"] == "SongUNet":
         import types
 
@@ -209,6 +247,10 @@ def training_data(settings, seed):
     import keras_gcm
 
     n = settings["steps"] * settings["batch_size"]
+    if data_kind(settings["dataset"]) == "folder":
+        train = folder_images(settings)
+        order = np.random.default_rng(seed).integers(0, len(train), size=n)
+        return train[order]
     if settings["dataset"] == DIGITS:
         train = keras_gcm.data.digits("train")
         order = np.random.default_rng(seed).integers(0, len(train), size=n)
@@ -216,8 +258,49 @@ def training_data(settings, seed):
     return keras_gcm.data.toy2d(settings["dataset"], n, seed=seed)
 
 
+_FOLDER_CACHE = {}
+
+
+def folder_images(settings):
+    """A folder's images in `[-1, 1]` (read once with `recipes/images.py`'s loader)."""
+    net = settings["network"]
+    key = (settings["dataset"], net["image_size"], net["channels"])
+    if key not in _FOLDER_CACHE:
+        import images as images_recipe
+
+        pixels, _, _ = images_recipe.load_folder(settings["dataset"], net["image_size"],
+                                                 net["channels"], conditional=False)
+        _FOLDER_CACHE[key] = pixels.astype(np.float32) / 127.5 - 1.0
+    return _FOLDER_CACHE[key]
+
+
+def _folder_reference(settings):
+    """(extractor, reference statistics, flattened reference pixels) of a folder."""
+    key = ("reference", settings["dataset"], str(settings["network"]))
+    if key not in _FOLDER_CACHE:
+        from keras_gcm import metrics
+
+        net = settings["network"]
+        extractor = (metrics.digits_features if net["fid_features"] == "digits"
+                     else metrics.fid_inception_v3(net["inception_weights"]))
+        images = folder_images(settings)
+        stats = metrics.compute_statistics(extractor, images, progress=False)
+        _FOLDER_CACHE[key] = (extractor, stats, images.reshape(len(images), -1))
+    return _FOLDER_CACHE[key]
+
+
 def evaluate(samples, settings, seed):
     """The two quality figures of `samples` (lower is better)."""
+    if data_kind(settings["dataset"]) == "folder":
+        from keras_gcm import metrics
+
+        extractor, stats, pixels = _folder_reference(settings)
+        samples = np.clip(samples, -1.0, 1.0)
+        fid = metrics.FrechetInceptionDistance(extractor)
+        fid.update_from_dataset(samples, progress=False)
+        return {"frechet_distance": float(fid.result(stats)),
+                "pixel_energy_distance": float(metrics.energy_distance(
+                    samples.reshape(len(samples), -1), pixels))}
     if settings["dataset"] == DIGITS:
         import digits as digits_recipe
 
@@ -235,6 +318,10 @@ def floor(settings, seed):
     """What a perfect model scores with this many samples (same metrics)."""
     import keras_gcm
 
+    if data_kind(settings["dataset"]) == "folder":
+        train = folder_images(settings)
+        pick = np.random.default_rng(seed).permutation(len(train))[:settings["eval_samples"]]
+        return evaluate(train[pick], settings, seed)
     if settings["dataset"] == DIGITS:
         train = keras_gcm.data.digits("train")
         pick = np.random.default_rng(seed).permutation(len(train))[:settings["eval_samples"]]
@@ -470,7 +557,12 @@ def plot_samples(path, samples, settings):
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
         x = samples[name]
-        if settings["dataset"] == DIGITS:
+        if data_kind(settings["dataset"]) == "folder":
+            from keras_gcm.utils import image_grid
+
+            grid = image_grid(np.clip(x[:64], -1, 1), nrow=8)
+            ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray")
+        elif settings["dataset"] == DIGITS:
             grid = np.clip(x[:64, :, :, 0], -1, 1).reshape(8, 8, 8, 8)
             ax.imshow(grid.transpose(0, 2, 1, 3).reshape(64, 64), cmap="gray_r",
                       vmin=-1, vmax=1)
@@ -480,7 +572,8 @@ def plot_samples(path, samples, settings):
             ax.set_ylim(-1.6, 1.6)
             ax.set_aspect("equal")
         ax.set_title(name, fontsize=9)
-    fig.suptitle(f"{settings['dataset']}: 1-step samples (first seed)", fontsize=10)
+    fig.suptitle(f"{os.path.basename(settings['dataset'])}: 1-step samples (first seed)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -121,3 +121,39 @@ def test_changes_are_paired_by_seed_against_the_base_row():
     assert changes["cu_b"]["two_step"]["mean"] == pytest.approx(0.015)
     assert ablation.base_row("t7b_edm") == "cu_d" and ablation.base_row("gcm_vu") == "vu_k"
     assert ablation.base_row("cu_a_baseline") is None
+
+
+def test_a_folder_of_images_is_an_ablation_data_set(tmp_path):
+    from PIL import Image
+
+    import keras_gcm
+
+    x = keras_gcm.data.digits("heldout")[:40]
+    pixels = np.round((x + 1.0) * 127.5).astype(np.uint8)
+    folder = tmp_path / "my_digits"
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--dataset", str(folder)])  # needs --image-size
+    out = str(tmp_path / "abl")
+    summary = ablation.main([
+        "--dataset", str(folder), "--image-size", "8", "--channels", "1",
+        "--fid-features", "digits", "--presets", "gcm_cu", "--steps", "2",
+        "--batch-size", "8", "--eval-samples", "40", "--model-channels", "8",
+        "--output", out, "--no-plots"])
+    table = open(os.path.join(out, "table.md")).read()
+    assert "Frechet distance" in table and "gcm_cu" in table
+    settings = ablation.settings_of(ablation.parse_args([
+        "--dataset", str(folder), "--image-size", "8", "--channels", "1",
+        "--fid-features", "digits", "--eval-samples", "40"]), "jax")
+    # The floor is all of the folder against itself: Frechet distance 0, and the
+    # unbiased energy distance of a set with itself, -2/n times its mean pairwise distance.
+    floor = ablation.floor(settings, seed=0)
+    assert abs(floor["frechet_distance"]) < 1e-3
+    flat = (pixels / 127.5 - 1.0).reshape(len(pixels), -1)
+    pairwise = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    mean_pairwise = pairwise.sum() / (len(flat) * (len(flat) - 1))
+    np.testing.assert_allclose(floor["pixel_energy_distance"], -2 * mean_pairwise / len(flat),
+                               rtol=1e-4)
+    assert summary is not None

@@ -156,7 +156,7 @@ def _images(n, seed=0, size=4):
 def test_streamed_statistics_equal_numpy_over_all_features():
     images = _images(1003)
     extractor = _LinearFeatures(4 * 4 * 3, 10)
-    fid = FrechetInceptionDistance(extractor)
+    fid = FrechetInceptionDistance(extractor, quantize=False)
     # Uneven batches, many of them.
     rng = np.random.default_rng(5)
     start = 0
@@ -179,19 +179,19 @@ def test_compute_statistics_from_array_and_iterables():
     features = extractor(images)
     expected_mu, expected_cov = features.mean(0), np.cov(features, rowvar=False)
 
-    mu, cov = compute_statistics(extractor, images, batch_size=50, progress=False)
+    mu, cov = compute_statistics(extractor, images, batch_size=50, progress=False, quantize=False)
     np.testing.assert_allclose(mu, expected_mu, atol=1e-10)
     np.testing.assert_allclose(cov, expected_cov, atol=1e-10)
 
     batches = (
         (images[i : i + 64], labels[i : i + 64]) for i in range(0, 257, 64)
     )
-    mu, cov = compute_statistics(extractor, batches, progress=False)
+    mu, cov = compute_statistics(extractor, batches, progress=False, quantize=False)
     np.testing.assert_allclose(mu, expected_mu, atol=1e-10)
     np.testing.assert_allclose(cov, expected_cov, atol=1e-10)
 
     dict_batches = [{"image": images[i : i + 100]} for i in range(0, 257, 100)]
-    mu, cov = compute_statistics(extractor, dict_batches, progress=False)
+    mu, cov = compute_statistics(extractor, dict_batches, progress=False, quantize=False)
     np.testing.assert_allclose(cov, expected_cov, atol=1e-10)
 
 
@@ -200,7 +200,7 @@ def test_update_from_tf_data_dataset_of_single_images():
     images = _images(90, seed=2).astype("float32")
     extractor = _LinearFeatures(4 * 4 * 3, 5, seed=2)
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(90)))
-    fid = FrechetInceptionDistance(extractor)
+    fid = FrechetInceptionDistance(extractor, quantize=False)
     added = fid.update_from_dataset(dataset, batch_size=32, progress=False)
     assert added == 90
     features = extractor(images)
@@ -212,7 +212,7 @@ def test_update_from_tf_data_dataset_of_single_images():
 def test_max_images_progress_and_reset(capsys):
     images = _images(100, seed=3)
     extractor = _LinearFeatures(4 * 4 * 3, 4, seed=3)
-    fid = FrechetInceptionDistance(extractor)
+    fid = FrechetInceptionDistance(extractor, quantize=False)
     added = fid.update_from_dataset(images, batch_size=30, max_images=75)
     assert added == 75 and fid.num_samples == 75
     assert "75/75" in capsys.readouterr().out
@@ -232,7 +232,7 @@ def test_keras_model_extractor_all_backends():
     outputs = keras.layers.Dense(7)(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, outputs)
     images = _images(70, seed=4).astype("float32")
-    fid = FrechetInceptionDistance(model)
+    fid = FrechetInceptionDistance(model, quantize=False)
     fid.update_from_dataset(images, batch_size=16, progress=False)
     features = keras.ops.convert_to_numpy(model(images)).astype(np.float64)
     mu, cov = fid.statistics()
@@ -242,7 +242,7 @@ def test_keras_model_extractor_all_backends():
 
 def test_result_equals_frechet_distance_of_statistics(tmp_path):
     extractor = _LinearFeatures(4 * 4 * 3, 8, seed=5)
-    fid = FrechetInceptionDistance(extractor)
+    fid = FrechetInceptionDistance(extractor, quantize=False)
     fid.update(_images(200, seed=6))
     reference = compute_statistics(
         extractor, _images(300, seed=7) * 0.5, progress=False
@@ -277,7 +277,7 @@ def test_save_and_load_statistics_round_trip(tmp_path):
 
 def test_streaming_errors_are_clear():
     extractor = _LinearFeatures(4 * 4 * 3, 4)
-    fid = FrechetInceptionDistance(extractor)
+    fid = FrechetInceptionDistance(extractor, quantize=False)
     with pytest.raises(ValueError, match=r"must lie in \(-1.0, 1.0\)"):
         fid.update(_images(4) * 2.0)
     with pytest.raises(ValueError, match="leading batch axis"):
@@ -302,3 +302,34 @@ def test_streaming_errors_are_clear():
         fid.result((np.zeros(3), np.eye(3)))
     with pytest.raises(ValueError, match="callable"):
         FrechetInceptionDistance("inception")
+
+
+# ------------------------------------------------------ uint8 quantisation
+def test_samples_are_rounded_to_uint8_levels_before_the_extractor():
+    from keras_gcm.metrics import quantize_to_uint8_levels
+
+    seen = []
+
+    def extractor(x):
+        seen.append(np.array(x))
+        return np.reshape(x, (len(x), -1))
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (64, 2, 2, 1)).astype(np.float64)
+    levels = pixels / 127.5 - 1.0
+    # Less than half a level off, and slightly outside [-1, 1] at the ends.
+    jitter = rng.uniform(-0.45, 0.45, pixels.shape) / 127.5
+    fid = FrechetInceptionDistance(extractor)
+    fid.update(np.clip(levels + jitter, -1.0005, 1.0005))
+    np.testing.assert_allclose(seen[-1] * 127.5 + 127.5, pixels, atol=1e-4)
+    exact = FrechetInceptionDistance(extractor)
+    exact.update(levels)
+    np.testing.assert_array_equal(seen[-1], seen[-2])  # uint8 levels are kept as they are
+    for quantized, reference in zip(fid.statistics(), exact.statistics()):
+        np.testing.assert_allclose(quantized, reference, atol=1e-12)
+    np.testing.assert_array_equal(quantize_to_uint8_levels(levels), levels.astype(np.float32))
+    raw = FrechetInceptionDistance(extractor, quantize=False)
+    raw.update(levels + jitter)
+    assert not np.allclose(raw.statistics()[0], exact.statistics()[0], atol=1e-6)
+    with pytest.raises(ValueError, match="quantize=False"):
+        FrechetInceptionDistance(extractor, value_range=None)

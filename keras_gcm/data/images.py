@@ -80,9 +80,9 @@ def check_images(x, name="images", tolerance=1e-3):
     Example:
 
     >>> import numpy as np
-    >>> check_images(np.zeros((2, 8, 8, 1), "float32"))
+    >>> keras_gcm.data.check_images(np.zeros((2, 8, 8, 1), "float32"))
     >>> x = np.full((2, 8, 8, 3), 255, "uint8")
-    >>> check_images(x.astype("float32"))  # doctest: +SKIP
+    >>> keras_gcm.data.check_images(x.astype("float32"))  # doctest: +SKIP
     ValueError: `images` must lie in [-1, 1] ... scale [0, 255] images with x / 127.5 - 1
     """
     if hasattr(x, "element_spec") and hasattr(x, "take"):  # a tf.data.Dataset
@@ -282,7 +282,7 @@ def cifar10(
 
     Example:
 
-    >>> ds = cifar10(batch_size=512, seed=0)  # doctest: +SKIP
+    >>> ds = keras_gcm.data.cifar10(batch_size=512, seed=0)  # doctest: +SKIP
     >>> model.fit(ds, steps_per_epoch=1000, epochs=400)  # doctest: +SKIP
     """
     tf = _import_tf()
@@ -351,7 +351,7 @@ def list_image_files(path):
 
     Example:
 
-    >>> files = list_image_files("my_images/")  # doctest: +SKIP
+    >>> files = keras_gcm.data.list_image_files("my_images/")  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -404,7 +404,7 @@ def image_folder(
 
     Example:
 
-    >>> ds = image_folder("faces/", image_size=64, batch_size=128, seed=0)  # doctest: +SKIP
+    >>> ds = keras_gcm.data.image_folder("faces/", image_size=64, batch_size=128, seed=0)  # doctest: +SKIP
     >>> model.fit(ds, steps_per_epoch=500)  # doctest: +SKIP
     """
     tf = _import_tf()
@@ -564,7 +564,7 @@ def npz_images(
     Example:
 
     >>> np.savez("faces.npz", images=uint8_images)  # doctest: +SKIP
-    >>> ds = npz_images("faces.npz", batch_size=256, seed=0)  # doctest: +SKIP
+    >>> ds = keras_gcm.data.npz_images("faces.npz", batch_size=256, seed=0)  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -647,7 +647,7 @@ def digits_split_indices(split="train"):
 
     Example:
 
-    >>> digits_split_indices("heldout").shape
+    >>> keras_gcm.data.digits_split_indices("heldout").shape
     (300,)
     """
     split = _digits_split_name(split)
@@ -711,7 +711,7 @@ def digits(
 
     Example:
 
-    >>> x = digits("train")
+    >>> x = keras_gcm.data.digits("train")
     >>> x.shape, float(x.min()), float(x.max())
     ((1497, 8, 8, 1), -1.0, 1.0)
     """

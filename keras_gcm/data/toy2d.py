@@ -154,7 +154,7 @@ def toy2d(name, n, seed=None):
 
     Example:
 
-    >>> points = toy2d("eight_gaussians", 1000, seed=0)
+    >>> points = keras_gcm.data.toy2d("eight_gaussians", 1000, seed=0)
     >>> points.shape, points.dtype
     ((1000, 2), dtype('float32'))
     >>> bool(abs(points.std() - 0.5) < 0.05)

@@ -12,6 +12,7 @@ from keras_gcm.metrics.frechet import FrechetInceptionDistance
 from keras_gcm.metrics.frechet import compute_statistics
 from keras_gcm.metrics.frechet import frechet_distance
 from keras_gcm.metrics.frechet import load_statistics
+from keras_gcm.metrics.frechet import quantize_to_uint8_levels
 from keras_gcm.metrics.frechet import save_statistics
 from keras_gcm.metrics.inception import fid_inception_v3
 from keras_gcm.metrics.inception import load_pytorch_fid_weights
@@ -20,5 +21,5 @@ __all__ = [
     "DigitsClassifier", "FrechetInceptionDistance", "compute_statistics", "digits_classifier",
     "digits_features", "digits_quality", "energy_distance", "fid_inception_v3",
     "frechet_digits_distance", "frechet_distance", "load_pytorch_fid_weights",
-    "load_statistics", "pixel_energy_distance", "save_statistics", "sliced_wasserstein2",
+    "load_statistics", "pixel_energy_distance", "quantize_to_uint8_levels", "save_statistics", "sliced_wasserstein2",
 ]

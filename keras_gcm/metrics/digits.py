@@ -59,9 +59,8 @@ class DigitsClassifier:
 
     Example:
 
-    >>> classifier = digits_classifier()
-    >>> from keras_gcm.data.images import digits
-    >>> x, y = digits("heldout", labels=True)
+    >>> classifier = keras_gcm.metrics.digits_classifier()
+    >>> x, y = keras_gcm.data.digits("heldout", labels=True)
     >>> classifier.accuracy(x, y) > 0.95
     True
     """
@@ -240,7 +239,7 @@ def digits_classifier(cache_dir=None):
 
     Example:
 
-    >>> classifier = digits_classifier()
+    >>> classifier = keras_gcm.metrics.digits_classifier()
     >>> classifier.num_features
     64
     """
@@ -276,8 +275,7 @@ def digits_features(images, classifier=None):
 
     Example:
 
-    >>> from keras_gcm.data.images import digits
-    >>> digits_features(digits("heldout")).shape
+    >>> keras_gcm.metrics.digits_features(keras_gcm.data.digits("heldout")).shape
     (300, 64)
     """
     x = _prepare_digits(images, "images", min_count=1)
@@ -338,8 +336,7 @@ def frechet_digits_distance(images, reference="heldout", classifier=None):
 
     Example:
 
-    >>> from keras_gcm.data.images import digits
-    >>> frechet_digits_distance(digits("train")) < 10.0
+    >>> keras_gcm.metrics.frechet_digits_distance(keras_gcm.data.digits("train")) < 10.0
     True
     """
     from keras_gcm.metrics.frechet import frechet_distance
@@ -371,8 +368,7 @@ def pixel_energy_distance(images, reference="heldout"):
 
     Example:
 
-    >>> from keras_gcm.data.images import digits
-    >>> pixel_energy_distance(digits("train")) < pixel_energy_distance(
+    >>> keras_gcm.metrics.pixel_energy_distance(keras_gcm.data.digits("train")) < keras_gcm.metrics.pixel_energy_distance(
     ...     np.random.uniform(-1, 1, (300, 8, 8, 1)))
     True
     """
@@ -396,8 +392,7 @@ def digits_quality(images, reference="heldout"):
 
     Example:
 
-    >>> from keras_gcm.data.images import digits
-    >>> sorted(digits_quality(digits("train")))
+    >>> sorted(keras_gcm.metrics.digits_quality(keras_gcm.data.digits("train")))
     ['frechet_digits_distance', 'pixel_energy_distance']
     """
     return {

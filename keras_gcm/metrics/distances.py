@@ -191,9 +191,9 @@ def energy_distance(x, y, chunk_size=1024, unbiased=True):
     >>> rng = np.random.default_rng(0)
     >>> a = rng.normal(size=(2000, 2))
     >>> b = rng.normal(size=(2000, 2))
-    >>> abs(energy_distance(a, b)) < 0.01
+    >>> abs(keras_gcm.metrics.energy_distance(a, b)) < 0.01
     True
-    >>> energy_distance(a, b + 1.0) > 0.5
+    >>> keras_gcm.metrics.energy_distance(a, b + 1.0) > 0.5
     True
     """
     _check_positive_int(chunk_size, "chunk_size")
@@ -284,7 +284,7 @@ def sliced_wasserstein2(x, y, num_projections=256, seed=0):
     >>> a = rng.normal(size=(4000, 2))
     >>> b = rng.normal(size=(3000, 2)) + np.array([2.0, 0.0])
     >>> # |mu| / sqrt(d) = 2 / sqrt(2)
-    >>> round(sliced_wasserstein2(a, b, num_projections=1024), 1)
+    >>> round(keras_gcm.metrics.sliced_wasserstein2(a, b, num_projections=1024), 1)
     1.4
     """
     _check_positive_int(num_projections, "num_projections")

@@ -92,7 +92,7 @@ def frechet_distance(mu1, cov1, mu2, cov2, eps=1e-6):
     Example:
 
     >>> mu, cov = np.zeros(3), np.eye(3)
-    >>> frechet_distance(mu, cov, mu + 1.0, 4.0 * cov)  # 3 * 1 + 3 * (2 - 1)^2
+    >>> keras_gcm.metrics.frechet_distance(mu, cov, mu + 1.0, 4.0 * cov)  # 3 * 1 + 3 * (2 - 1)^2
     6.0
     """
     mu1, cov1 = _validate_statistics(mu1, cov1, "mu1/cov1")
@@ -140,7 +140,7 @@ def save_statistics(path, mu, cov):
 
     Example:
 
-    >>> save_statistics("cifar10_train_fid.npz", mu, cov)  # doctest: +SKIP
+    >>> keras_gcm.metrics.save_statistics("cifar10_train_fid.npz", mu, cov)  # doctest: +SKIP
     """
     mu, cov = _validate_statistics(mu, cov, "statistics")
     np.savez(path, mu=mu, sigma=cov)
@@ -161,7 +161,7 @@ def load_statistics(path):
 
     Example:
 
-    >>> mu, cov = load_statistics("cifar10_train_fid.npz")  # doctest: +SKIP
+    >>> mu, cov = keras_gcm.metrics.load_statistics("cifar10_train_fid.npz")  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -204,6 +204,33 @@ def _first_element(batch):
     return batch
 
 
+def quantize_to_uint8_levels(images, value_range=(-1.0, 1.0)):
+    """Clips images to `value_range` and rounds them to its 256 uint8 levels.
+
+    `low + round((clip(x) - low) / (high - low) * 255) * (high - low) / 255`,
+    in float32: what saving samples as uint8 PNGs and reading them back
+    gives (the step before the Inception network in EDM, the TTUR code and
+    pytorch-fid). Rounding is half-to-even, like `np.round`.
+
+    Args:
+        images: array-like of any shape.
+        value_range: `(low, high)` of the pixel values.
+
+    Returns:
+        A float32 numpy array of the same shape.
+
+    Example:
+
+    >>> x = np.array([-1.0, -0.999, 0.0, 0.5, 1.2])
+    >>> print(keras_gcm.metrics.quantize_to_uint8_levels(x) * 127.5 + 127.5)
+    [  0.   0. 128. 191. 255.]
+    """
+    low, high = (float(v) for v in value_range)
+    x = np.asarray(keras.ops.convert_to_numpy(images), np.float64)
+    levels = np.round((np.clip(x, low, high) - low) * (255.0 / (high - low)))
+    return (low + levels * ((high - low) / 255.0)).astype(np.float32)
+
+
 class FrechetInceptionDistance:
     """Streams feature statistics of images and compares them (FID).
 
@@ -227,10 +254,17 @@ class FrechetInceptionDistance:
         value_range: `(low, high)` of valid pixel values, checked on every
             batch with a tolerance of 0.1 % of the range (clip samples to
             it), or `None` to skip the check. Defaults to `(-1.0, 1.0)`.
+        quantize: bool (default True): clip every batch to `value_range` and
+            round it to the 256 levels of uint8 pixels before the feature
+            extractor, as the reference implementations do (EDM and the TTUR
+            code save samples as uint8 PNGs first; pytorch-fid reads uint8
+            files). Images that are already uint8 levels (`x / 127.5 - 1`)
+            are unchanged. Needs a `value_range`; False feeds the values as
+            they are.
 
     Example:
 
-    >>> fid = FrechetInceptionDistance(lambda x: np.reshape(x, (len(x), -1)))
+    >>> fid = keras_gcm.metrics.FrechetInceptionDistance(lambda x: np.reshape(x, (len(x), -1)))
     >>> fid.update(np.random.uniform(-1, 1, (64, 2, 2, 1)))
     >>> fid.update(np.random.uniform(-1, 1, (36, 2, 2, 1)))
     >>> mu, cov = fid.statistics()
@@ -240,15 +274,14 @@ class FrechetInceptionDistance:
     The FID of generated samples against CIFAR-10 reference statistics
     (see `keras_gcm.metrics.inception` for the whole recipe):
 
-    >>> from keras_gcm.metrics.inception import fid_inception_v3
-    >>> inception = fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
+    >>> inception = keras_gcm.metrics.fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
     ... # doctest: +SKIP
-    >>> fid = FrechetInceptionDistance(inception)  # doctest: +SKIP
+    >>> fid = keras_gcm.metrics.FrechetInceptionDistance(inception)  # doctest: +SKIP
     >>> fid.update_from_dataset(samples, max_images=50000)  # doctest: +SKIP
     >>> fid.result("cifar10_train_fid.npz")  # doctest: +SKIP
     """
 
-    def __init__(self, feature_extractor, value_range=(-1.0, 1.0)):
+    def __init__(self, feature_extractor, value_range=(-1.0, 1.0), quantize=True):
         if not callable(feature_extractor):
             raise ValueError(
                 "`feature_extractor` must be a Keras model or a callable; "
@@ -261,8 +294,14 @@ class FrechetInceptionDistance:
                     f"`value_range` must be (low, high) with low < high; "
                     f"received {value_range}."
                 )
+        if quantize and value_range is None:
+            raise ValueError(
+                "`quantize=True` rounds images to the uint8 levels of `value_range`; "
+                "give a `value_range` (e.g. (-1.0, 1.0)) or pass `quantize=False`."
+            )
         self.feature_extractor = feature_extractor
         self.value_range = value_range
+        self.quantize = bool(quantize)
         self.reset()
 
     def reset(self):
@@ -346,6 +385,8 @@ class FrechetInceptionDistance:
         if not hasattr(images, "shape"):
             images = np.asarray(images)
         batch = self._check_images(images)
+        if self.quantize:
+            images = quantize_to_uint8_levels(images, self.value_range)
         features = self.extract_features(images)
         if features.ndim != 2 or features.shape[0] != batch:
             raise ValueError(
@@ -459,7 +500,7 @@ class FrechetInceptionDistance:
 
 def compute_statistics(
     feature_extractor, images_or_dataset, batch_size=250, progress=True,
-    max_images=None,
+    max_images=None, quantize=True,
 ):
     """Feature mean and covariance of a set of images, streamed in batches.
 
@@ -471,6 +512,8 @@ def compute_statistics(
         batch_size: int, batch size for arrays and unbatched data sets.
         progress: bool, show a `keras.utils.Progbar`.
         max_images: optional int, use at most this many images.
+        quantize: bool, round to uint8 levels first (see
+            `FrechetInceptionDistance`; uint8 data sets are unchanged by it).
 
     Returns:
         A tuple `(mu, cov)` of float64 arrays of shapes `(F,)`, `(F, F)`.
@@ -479,12 +522,12 @@ def compute_statistics(
 
     >>> extractor = lambda x: x.reshape(len(x), -1)
     >>> images = np.random.uniform(-1, 1, (100, 4, 4, 1))
-    >>> mu, cov = compute_statistics(extractor, images, batch_size=32,
+    >>> mu, cov = keras_gcm.metrics.compute_statistics(extractor, images, batch_size=32,
     ...                              progress=False)
     >>> mu.shape, cov.shape
     ((16,), (16, 16))
     """
-    fid = FrechetInceptionDistance(feature_extractor)
+    fid = FrechetInceptionDistance(feature_extractor, quantize=quantize)
     fid.update_from_dataset(
         images_or_dataset,
         batch_size=batch_size,

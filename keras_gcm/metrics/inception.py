@@ -40,13 +40,12 @@ train = ...  # uint8 array (50000, 32, 32, 3), e.g. from tensorflow-datasets
 mu, cov = compute_statistics(inception, train / 127.5 - 1.0, batch_size=250)
 save_statistics("cifar10_train_fid.npz", mu, cov)
 
-# 2. 50k samples of the model. Quantise them to uint8 levels like saved
-#    PNGs (the convention of EDM and the TTUR code) before the features.
+# 2. 50k samples of the model. FrechetInceptionDistance clips them and rounds
+#    them to uint8 levels like saved PNGs (the convention of EDM and the TTUR
+#    code) before the features (`quantize=True`, the default).
 fid = FrechetInceptionDistance(inception)
 for _ in range(200):
-    x = sampler(250)  # (250, 32, 32, 3) in [-1, 1]
-    x = np.round((np.clip(x, -1, 1) + 1) * 127.5) / 127.5 - 1.0
-    fid.update(x)
+    fid.update(sampler(250))  # (250, 32, 32, 3) in [-1, 1]
 print("FID:", fid.result("cifar10_train_fid.npz"))
 ```
 
@@ -113,8 +112,8 @@ class BilinearResize(layers.Layer):
 
     Example:
 
-    >>> resize = BilinearResize(299, 299)
-    >>> resize(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> resize = keras_gcm.metrics.inception.BilinearResize(299, 299)
+    >>> tuple(resize(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 299, 299, 3)
     """
 
@@ -424,9 +423,11 @@ def load_pytorch_fid_weights(model, weights):
 
     Example:
 
-    >>> model = fid_inception_v3()
-    >>> load_pytorch_fid_weights(model, "pt_inception-2015-12-05-6726825d.pth")
-    ... # doctest: +SKIP
+    With the user-supplied weight file (not run in the doctests):
+
+    >>> model = keras_gcm.metrics.fid_inception_v3()  # doctest: +SKIP
+    >>> keras_gcm.metrics.load_pytorch_fid_weights(
+    ...     model, "pt_inception-2015-12-05-6726825d.pth")  # doctest: +SKIP
     """
     units = _conv_units(model)
     state_dict = _read_state_dict(weights)
@@ -521,7 +522,7 @@ def fid_inception_v3(weights_path=None, resize_to=(299, 299), name="fid_inceptio
 
     Example:
 
-    >>> inception = fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
+    >>> inception = keras_gcm.metrics.fid_inception_v3("pt_inception-2015-12-05-6726825d.pth")
     ... # doctest: +SKIP
     >>> inception.predict_on_batch(images).shape  # doctest: +SKIP
     (250, 2048)

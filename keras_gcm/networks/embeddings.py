@@ -23,8 +23,8 @@ class PositionalEmbedding(keras.layers.Layer):
 
     Example:
 
-    >>> emb = PositionalEmbedding(8, endpoint=True)
-    >>> emb(keras.ops.zeros((3,))).shape
+    >>> emb = keras_gcm.networks.PositionalEmbedding(8, endpoint=True)
+    >>> tuple(emb(keras.ops.zeros((3,))).shape)
     (3, 8)
     """
 
@@ -86,8 +86,8 @@ class FourierEmbedding(keras.layers.Layer):
 
     Example:
 
-    >>> emb = FourierEmbedding(8, seed=0)
-    >>> emb(keras.ops.zeros((3,))).shape
+    >>> emb = keras_gcm.networks.FourierEmbedding(8, seed=0)
+    >>> tuple(emb(keras.ops.zeros((3,))).shape)
     (3, 8)
     """
 
