@@ -9,6 +9,8 @@ import threading
 import numpy as np
 import keras
 
+from keras_gcm import distribute as gcm_distribute
+
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite.
@@ -400,6 +402,8 @@ class SampleGrid(_PeriodicCallback):
         )
         name = _sampler_name(self.sampler)
         path = os.path.join(self.output_dir, f"samples_{name}_{step:08d}.png")
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            return None
         grid = save_image_grid(images, path, nrow=self.nrow, scale=self.scale)
         if self.log_dir is not None:
             if self._writer is None:
@@ -505,6 +509,8 @@ class QualityMetric(_PeriodicCallback):
                 "(declare the keys of a metric that returns a dict with `keys=`)."
             )
         self.values.append((step, values))
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            return values
         if self.verbose:
             text = ", ".join(f"{k} = {v:.6g}" for k, v in values.items())
             _print(f"[step {step}] {text}")
@@ -794,6 +800,9 @@ class ResumableCheckpoint(_PeriodicCallback):
         for i, v in enumerate(optimizer_vars):
             arrays[f"optimizer_{i:06d}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
         arrays.update(self._torch_rng_arrays())
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            gcm_distribute.barrier()
+            return None
         os.makedirs(self.directory, exist_ok=True)
         name = f"ckpt-{step:09d}.npz"
         path = os.path.join(self.directory, name)
@@ -820,6 +829,7 @@ class ResumableCheckpoint(_PeriodicCallback):
             old_path = os.path.join(self.directory, old)
             if os.path.exists(old_path):
                 os.remove(old_path)
+        gcm_distribute.barrier()  # the others may read it once it is complete
         if self.verbose:
             _print(f"Saved the training state of step {step} to {path}")
         return path

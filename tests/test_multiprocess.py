@@ -1,0 +1,294 @@
+"""Several processes on one machine (loopback only) train like one process.
+
+Every backend's own multi-process engine (`keras_gcm.distribute.initialize`):
+torch.distributed (gloo), jax.distributed (gloo CPU collectives) and
+TensorFlow's MultiWorkerMirroredStrategy. Two worker processes (this file
+run as ``python -m tests.test_multiprocess ...``) train GCM-CU (MMD M = 4)
+and GCM-VU (M = 2) on a global batch; the pytest process trains the same
+global batches on one process meanwhile. Loss and every updated variable
+must agree to 1e-5. The workers also check that the processes draw
+different noise (rows of one global draw), that a run stopped after one
+step and resumed from a `ResumableCheckpoint` written by process 0 equals
+the uninterrupted run, and that bad batch sizes are refused. Failure cases:
+a process that never joins, and one that dies before training, make the
+other fail with a clear error within a bounded time, leaving no partial
+checkpoint.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import keras
+
+from keras_gcm import distribute
+from tests.test_distribute import _assert_parity, _build, _data, _pack, _state, _train
+from tests.test_distribute import _unpack  # noqa: F401
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOL = 1e-5
+# name: (preset, VU?, global batch size, rows = 2 steps).
+CASES = {
+    "gcm_cu": ("gcm_cu", False, 8, 16),  # M = 4: one group per process
+    "gcm_vu": ("gcm_vu", True, 8, 16),  # M = 2: two groups per process
+}
+JOIN_TIMEOUT = 20  # seconds a worker waits for the other one
+WORKER_TIMEOUT = 240  # seconds a worker pair may take in all
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------- the workers
+def _worker_train(out, rank):
+    """The training checks, on every process of the job."""
+    import keras_gcm
+    from keras_gcm.trainers import draw_for_replica
+
+    backend = keras.backend.backend()
+    scope = _scope(backend)
+    results = {}
+    for name, (preset, vu, batch, rows) in CASES.items():
+        with scope():
+            model = _build(preset, vu)
+            _pack(results, name, *_train(model, rows, batch))
+            # Resume: one step, a checkpoint by process 0, a fresh model, one more.
+            directory = os.path.join(os.path.dirname(out), f"ckpt_{name}")
+            data = _data(rows)
+            first = _build(preset, vu)
+            first.fit(data[:batch], batch_size=batch, epochs=1, shuffle=False, verbose=0,
+                      callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
+            resumed = _build(preset, vu)
+            resumed.fit(data[batch:], batch_size=batch, epochs=2, shuffle=False, verbose=0,
+                        callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
+            results[f"{name}/resumed"] = np.array(
+                [float(np.max(np.abs(a.astype(np.float64) - b)))
+                 for a, b in zip(_state(resumed), _unpack(results, name, "final"))]
+            )
+            results[f"{name}/files"] = np.array(sorted(os.listdir(directory)))
+
+    # This process's rows of a draw for the global batch of 8 (4 per process).
+    generator = keras.random.SeedGenerator(5)
+    if backend != "jax":
+        results["noise"] = keras.ops.convert_to_numpy(draw_for_replica(
+            lambda n: keras.random.normal((n, 2), seed=generator), 4))
+
+    # Bad input: a global batch of 4 gives each process 2 rows, no MMD group of 4.
+    with scope():
+        model = _build("gcm_cu", False)
+        try:
+            model.fit(_data(8), batch_size=4, epochs=1, shuffle=False, verbose=0)
+            results["batch_error"] = np.array("")
+        except ValueError as error:
+            results["batch_error"] = np.array(str(error))
+    np.savez(out, **results)
+
+
+def _scope(backend):
+    import contextlib
+
+    if backend == "jax":
+        distribution = distribute.data_parallel()
+        return distribution.scope
+    return contextlib.nullcontext
+
+
+def _main(argv):
+    scenario, out, num, rank, coordinator = argv
+    rank = int(rank)
+    try:
+        distribute.initialize(int(num), rank, coordinator, timeout=JOIN_TIMEOUT)
+    except Exception as error:
+        print(f"WORKER-ERROR {type(error).__name__}: {error}", flush=True)
+        sys.exit(3)
+    if scenario == "train":
+        _worker_train(f"{out}.{rank}.npz", rank)
+    elif scenario == "die":
+        if rank == 1:
+            os._exit(1)  # dies before training; process 0 must not hang
+        import keras_gcm
+
+        model = _build("gcm_cu", False)
+        try:
+            model.fit(_data(64), batch_size=8, epochs=4, shuffle=False, verbose=0,
+                      callbacks=[keras_gcm.callbacks.ResumableCheckpoint(out, verbose=0)])
+        except Exception as error:
+            print(f"WORKER-ERROR {type(error).__name__}: {str(error)[:500]}", flush=True)
+            sys.exit(4)
+
+
+# ---------------------------------------------------------------- launching
+def _env(backend, devices=1):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+    for key in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG"):
+        env.pop(key, None)
+    flags = env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    if devices > 1:
+        flags += f" --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = flags.strip()
+    return env
+
+
+def _launch(scenario, out, backend, ranks=(0, 1), num=2, devices=1):
+    coordinator = f"127.0.0.1:{free_port()}"
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.test_multiprocess", scenario, str(out),
+             str(num), str(rank), coordinator],
+            cwd=ROOT, env=_env(backend, devices), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in ranks
+    ]
+
+
+def _wait(processes, timeout=WORKER_TIMEOUT):
+    """(return codes, logs, seconds) of the processes; kills them at the timeout."""
+    start, logs = time.time(), []
+    try:
+        for process in processes:
+            remaining = max(1.0, timeout - (time.time() - start))
+            logs.append(process.communicate(timeout=remaining)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return [p.returncode for p in processes], logs, time.time() - start
+
+
+@pytest.fixture(scope="module")
+def train_runs(tmp_path_factory):
+    backend = keras.backend.backend()
+    out = tmp_path_factory.mktemp(f"multiprocess_{backend}") / "results"
+    processes = _launch("train", out, backend)
+    try:
+        reference = {}
+        for name, (preset, vu, batch, rows) in CASES.items():
+            _pack(reference, name, *_train(_build(preset, vu), rows, batch))
+        codes, logs, _ = _wait(processes)
+    finally:
+        _wait(processes, timeout=1)
+    for code, log in zip(codes, logs):
+        assert code == 0, f"worker failed:\n{log[-6000:]}"
+    results = []
+    for rank in range(2):
+        with np.load(f"{out}.{rank}.npz") as archive:
+            results.append(dict(archive))
+    return reference, results
+
+
+MULTI = pytest.mark.backends("torch", "jax")
+
+
+@MULTI
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_processes_step_equals_one_process(train_runs, name):
+    reference, results = train_runs
+    for rank in range(2):
+        _assert_parity(reference, results[rank], name)
+
+
+@MULTI
+@pytest.mark.parametrize("name", list(CASES))
+def test_resumed_two_process_run_equals_the_uninterrupted_one(train_runs, name):
+    _, results = train_runs
+    for rank in range(2):
+        assert np.max(results[rank][f"{name}/resumed"]) <= 1e-6
+    # Process 0 wrote the checkpoints (complete: no temporary files left).
+    assert list(results[0][f"{name}/files"]) == [
+        "checkpoint.json", "ckpt-000000001.npz", "ckpt-000000002.npz"]
+
+
+@pytest.mark.backends("torch")
+def test_processes_draw_different_rows_of_one_global_draw(train_runs):
+    _, results = train_runs
+    rows = [results[rank]["noise"] for rank in range(2)]
+    assert rows[0].shape == (4, 2)
+    assert np.min(np.abs(rows[0] - rows[1])) > 1e-6
+    single = keras.ops.convert_to_numpy(
+        keras.random.normal((8, 2), seed=keras.random.SeedGenerator(5)))
+    np.testing.assert_array_equal(np.concatenate(rows), single)
+
+
+@MULTI
+def test_batches_that_do_not_split_over_the_processes_are_refused(train_runs):
+    _, results = train_runs
+    for rank in range(2):
+        message = str(results[rank]["batch_error"])
+        assert "multiple of 8" in message and "processes" in message, message
+
+
+@MULTI
+def test_a_process_that_never_joins_fails_the_other_in_bounded_time(tmp_path):
+    backend = keras.backend.backend()
+    (process,) = _launch("train", tmp_path / "alone", backend, ranks=(0,))
+    codes, logs, seconds = _wait([process], timeout=JOIN_TIMEOUT + 60)
+    assert codes == [3], logs[0][-3000:]
+    assert "did not all join" in logs[0] and "coordinator" in logs[0], logs[0][-3000:]
+    assert seconds < JOIN_TIMEOUT + 60
+
+
+@MULTI
+def test_a_process_that_dies_fails_the_other_without_a_partial_checkpoint(tmp_path):
+    backend = keras.backend.backend()
+    directory = tmp_path / "ckpt"
+    processes = _launch("die", directory, backend)
+    codes, logs, _ = _wait(processes, timeout=JOIN_TIMEOUT + 90)
+    assert codes[1] == 1
+    assert codes[0] == 4, logs[0][-3000:]
+    assert "WORKER-ERROR" in logs[0]
+    leftovers = sorted(os.listdir(directory)) if directory.exists() else []
+    assert not [f for f in leftovers if f.endswith(".tmp") or ".tmp." in f], leftovers
+
+
+# ------------------------------------------------------- every backend, no launch
+def test_launch_settings_refuse_bad_input(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    assert distribute.launch_settings() == (1, 0, None)
+    with pytest.raises(ValueError, match=r"`process_id` must be in \[0, 1\]"):
+        distribute.launch_settings(2, 2, "127.0.0.1:1234")
+    with pytest.raises(ValueError, match="`num_processes` must be >= 1"):
+        distribute.launch_settings(0, 0)
+    with pytest.raises(ValueError, match="need a `coordinator`"):
+        distribute.launch_settings(2, 0)
+    with pytest.raises(ValueError, match="'host:port'"):
+        distribute.launch_settings(2, 0, "127.0.0.1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    assert distribute.launch_settings() == (4, 3, "127.0.0.1:29500")
+
+
+def test_one_process_helpers():
+    assert distribute.initialize(1) is None
+    assert distribute.process_count() == 1 and distribute.is_chief()
+    x = np.arange(10)
+    np.testing.assert_array_equal(distribute.process_shard(x, 4), x)
+    assert distribute.local_batch_size(6) == 6
+    distribute.barrier()
+
+
+@pytest.mark.backends("torch")
+def test_torch_without_its_engine_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.distributed, "is_gloo_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="gloo backend of torch.distributed.*not available"):
+        distribute.initialize(2, 0, "127.0.0.1:1")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
