@@ -15,11 +15,18 @@ Keras supports:
   its own rows of the global batch's noise and times (different noise on
   every replica, equal to one device's draws), and MMD groups stay inside a
   replica (a global batch size that is a multiple of replicas x M).
-* **PyTorch**: single device only (`distribution_scope` raises for more).
+* **PyTorch**: one device per process (`distribution_scope` raises for
+  more); several processes with `torch.distributed` (below).
 
 Build, compile and fit inside `distribution_scope(num_devices)` (or the
-scope of the objects above). See the docs page "Training on several
-devices".
+scope of the objects above).
+
+Several processes or hosts (`initialize`, one launch per process, e.g. by
+`torchrun`, SLURM or a TPU pod): torch.distributed, jax.distributed and
+`tf.distribute.MultiWorkerMirroredStrategy`. `batch_size` stays the global
+batch; each process trains on its rows (`process_shard`), and process 0
+alone writes files (`is_chief`). See the docs page "Training on several
+devices and hosts".
 """
 
 import contextlib
@@ -182,8 +189,10 @@ def distribution_scope(num_devices=None):
         return mirrored_strategy(num_devices).scope()
     raise ValueError(
         f"Training on several devices is not supported with the {backend} "
-        "backend: use jax (keras.distribution.DataParallel) or tensorflow "
-        "(tf.distribute.MirroredStrategy) for several devices."
+        "backend in one process: start one process per device (torchrun, "
+        "keras_gcm.distribute.initialize), or use jax "
+        "(keras.distribution.DataParallel) or tensorflow "
+        "(tf.distribute.MirroredStrategy) for several devices in one process."
     )
 
 
@@ -589,6 +598,37 @@ def process_shard(x, global_batch_size):
     tail = x[full:]
     share = len(tail) // count
     return np.concatenate([head, tail[index * share:(index + 1) * share]])
+
+
+def process_fit_arguments(args, kwargs, multiple, reason):
+    """`fit`'s arguments for this process: array data replaced by this
+    process's rows (`process_shard`) and `batch_size` by the local batch.
+
+    Used by the train steps under several processes, so that `fit` takes the
+    same global arrays and global `batch_size` in every process. Other data
+    (tf.data pipelines, generators, `PyDataset`s) are passed unchanged: they
+    must already yield this process's share of every global batch.
+
+    Args:
+        args, kwargs: `fit`'s positional and keyword arguments.
+        multiple: int, what every global batch size must be a multiple of.
+        reason: str, why (ends the error message).
+
+    Returns:
+        `fit`'s keyword arguments for this process.
+    """
+    bound = dict(zip(("x", "y", "batch_size"), args))
+    bound.update(kwargs)
+    x = bound.get("x")
+    if (hasattr(x, "shape") and not hasattr(x, "element_spec")
+            and not isinstance(x, (dict, list, tuple))):
+        batch = int(bound.get("batch_size") or 32)
+        check_replica_batches(x, batch, multiple, reason)
+        bound["x"] = process_shard(x, batch)
+        if bound.get("y") is not None:
+            bound["y"] = process_shard(bound["y"], batch)
+        bound["batch_size"] = local_batch_size(batch)
+    return bound
 
 
 def local_batch_size(global_batch_size):

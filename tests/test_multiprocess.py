@@ -17,6 +17,7 @@ checkpoint.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ CASES = {
     "gcm_cu": ("gcm_cu", False, 8, 16),  # M = 4: one group per process
     "gcm_vu": ("gcm_vu", True, 8, 16),  # M = 2: two groups per process
 }
-JOIN_TIMEOUT = 20  # seconds a worker waits for the other one
+JOIN_TIMEOUT = 10  # seconds a worker waits for the other one
 WORKER_TIMEOUT = 240  # seconds a worker pair may take in all
 
 
@@ -55,7 +56,8 @@ def _worker_train(out, rank):
 
     backend = keras.backend.backend()
     scope = _scope(backend)
-    results = {}
+    results = {"devices": np.array(len(keras.distribution.list_devices())
+                                   if backend == "jax" else 2)}
     for name, (preset, vu, batch, rows) in CASES.items():
         with scope():
             model = _build(preset, vu)
@@ -77,19 +79,49 @@ def _worker_train(out, rank):
 
     # This process's rows of a draw for the global batch of 8 (4 per process).
     generator = keras.random.SeedGenerator(5)
-    if backend != "jax":
+    if backend == "jax":
+        results["noise"] = _jax_noise_rows(generator)
+    else:
         results["noise"] = keras.ops.convert_to_numpy(draw_for_replica(
             lambda n: keras.random.normal((n, 2), seed=generator), 4))
 
-    # Bad input: a global batch of 4 gives each process 2 rows, no MMD group of 4.
+    # Bad input. torch / TF: a global batch of 4 gives each process 2 rows, no
+    # MMD group of 4. JAX (global MMD groups): 9 rows in batches of 4 leave a
+    # last batch of 1 that does not split over the devices.
     with scope():
-        model = _build("gcm_cu", False)
+        preset, rows = ("cu_e", 9) if backend == "jax" else ("gcm_cu", 8)
+        model = _build(preset, False)
         try:
-            model.fit(_data(8), batch_size=4, epochs=1, shuffle=False, verbose=0)
+            model.fit(_data(rows), batch_size=4, epochs=1, shuffle=False, verbose=0)
             results["batch_error"] = np.array("")
         except ValueError as error:
             results["batch_error"] = np.array(str(error))
     np.savez(out, **results)
+
+
+def _jax_noise_rows(generator):
+    """This process's rows of the train step's noise for a global batch of 8."""
+    import jax
+
+    from keras_gcm.trainers import draw_for_replica
+
+    distribution = distribute.data_parallel()
+    sharding = distribution.get_data_layout((8, 2)).backend_layout
+
+    def draw(state, x):
+        with keras.StatelessScope(state_mapping=[(generator.state, state)]):
+            return draw_for_replica(
+                lambda n: keras.random.normal((n,) + x.shape[1:], seed=generator),
+                x.shape[0],
+            )
+
+    local = _data(8).reshape(jax.process_count(), -1, 2)[jax.process_index()]
+    x = jax.make_array_from_process_local_data(sharding, local)
+    noise = jax.jit(
+        lambda state, x: jax.lax.with_sharding_constraint(draw(state, x), sharding)
+    )(generator.state.value, x)
+    shards = sorted(noise.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])
 
 
 def _scope(backend):
@@ -166,11 +198,10 @@ def _wait(processes, timeout=WORKER_TIMEOUT):
     return [p.returncode for p in processes], logs, time.time() - start
 
 
-@pytest.fixture(scope="module")
-def train_runs(tmp_path_factory):
+def _train_runs(tmp_path_factory, devices):
     backend = keras.backend.backend()
-    out = tmp_path_factory.mktemp(f"multiprocess_{backend}") / "results"
-    processes = _launch("train", out, backend)
+    out = tmp_path_factory.mktemp(f"multiprocess_{backend}_{devices}") / "results"
+    processes = _launch("train", out, backend, devices=devices)
     try:
         reference = {}
         for name, (preset, vu, batch, rows) in CASES.items():
@@ -185,6 +216,16 @@ def train_runs(tmp_path_factory):
         with np.load(f"{out}.{rank}.npz") as archive:
             results.append(dict(archive))
     return reference, results
+
+
+# 2 processes x 1 device each (every backend); JAX also 2 processes x 2 devices.
+LAYOUTS = [pytest.param(1, id="2x1"),
+           pytest.param(2, id="2x2", marks=pytest.mark.backends("jax"))]
+
+
+@pytest.fixture(scope="module", params=LAYOUTS)
+def train_runs(request, tmp_path_factory):
+    return _train_runs(tmp_path_factory, request.param)
 
 
 MULTI = pytest.mark.backends("torch", "jax")
@@ -209,7 +250,7 @@ def test_resumed_two_process_run_equals_the_uninterrupted_one(train_runs, name):
         "checkpoint.json", "ckpt-000000001.npz", "ckpt-000000002.npz"]
 
 
-@pytest.mark.backends("torch")
+@MULTI
 def test_processes_draw_different_rows_of_one_global_draw(train_runs):
     _, results = train_runs
     rows = [results[rank]["noise"] for rank in range(2)]
@@ -223,9 +264,11 @@ def test_processes_draw_different_rows_of_one_global_draw(train_runs):
 @MULTI
 def test_batches_that_do_not_split_over_the_processes_are_refused(train_runs):
     _, results = train_runs
+    devices = int(results[0]["devices"])
+    expected = f"multiple of {devices}" if keras.backend.backend() == "jax" else "multiple of 8"
     for rank in range(2):
         message = str(results[rank]["batch_error"])
-        assert "multiple of 8" in message and "processes" in message, message
+        assert expected in message and "processes" in message, message
 
 
 @MULTI
@@ -249,6 +292,33 @@ def test_a_process_that_dies_fails_the_other_without_a_partial_checkpoint(tmp_pa
     assert "WORKER-ERROR" in logs[0]
     leftovers = sorted(os.listdir(directory)) if directory.exists() else []
     assert not [f for f in leftovers if f.endswith(".tmp") or ".tmp." in f], leftovers
+
+
+# ------------------------------------------- the documented launches, as written
+def _documented_launch(backend):
+    with open(os.path.join(ROOT, "docs", "distributed.md")) as f:
+        text = f.read()
+    match = re.search(rf"<!-- launch:{backend} -->\n```bash\n(.*?)```", text, re.S)
+    assert match, f"docs/distributed.md has no launch block for {backend}"
+    return match.group(1)
+
+
+@MULTI
+def test_the_documented_launch_runs_as_written(tmp_path):
+    """The docs' command lines, with a free port and a tiny configuration."""
+    backend = keras.backend.backend()
+    small = (f"recipes/toy2d.py --steps 4 --batch-size 16 --eval-samples 64 "
+             f"--hidden-units 8 --num-blocks 1 --verbose 0 --output {tmp_path}")
+    command = _documented_launch(backend).replace("29500", str(free_port()))
+    command = command.replace("recipes/toy2d.py", small)
+    process = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=_env(backend),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    codes, logs, _ = _wait([process], timeout=WORKER_TIMEOUT)
+    assert codes == [0], logs[0][-4000:]
+    with open(tmp_path / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["processes"] == 2 and metrics["backend"] == backend
+    assert np.isfinite(metrics["final_loss"])
 
 
 # ------------------------------------------------------- every backend, no launch

@@ -108,7 +108,7 @@ def _process_dropout_seeds(seed_generators, rank):
 def _all_reduce_mean(tensors, size):
     """Averages `tensors` (a list) over the processes with one flat all-reduce."""
     flat = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors])
-    torch.distributed.all_reduce(flat)
+    _collective(torch.distributed.all_reduce, flat)
     flat /= size
     out, start = [], 0
     for t in tensors:
@@ -171,26 +171,28 @@ class ConsistencyTrainer:
 def _process_fit_arguments(model, args, kwargs):
     """`fit`'s arguments for this process: process 0's variables broadcast,
     and array data replaced by this process's rows with the local batch size."""
-    bound = dict(zip(("x", "y", "batch_size"), args))
-    bound.update(kwargs)
     if model.built:
         with torch.no_grad():
             for v in model.variables:
-                value = v.value.data
-                torch.distributed.broadcast(value, src=0)
-    x = bound.get("x")
-    if hasattr(x, "shape") and not hasattr(x, "element_spec") and not isinstance(
-            x, (dict, list, tuple)):
-        batch = int(bound.get("batch_size") or 32)
-        size = _processes()[1]
-        group = model.consistency_loss.group_size
-        gcm_distribute.check_replica_batches(
-            x, batch, size * group,
-            f"each of the {size} processes trains on its share of every global "
-            f"batch, and that share must divide into MMD groups of {group}",
-        )
-        bound["x"] = gcm_distribute.process_shard(x, batch)
-        if bound.get("y") is not None:
-            bound["y"] = gcm_distribute.process_shard(bound["y"], batch)
-        bound["batch_size"] = gcm_distribute.local_batch_size(batch)
-    return bound
+                _collective(torch.distributed.broadcast, v.value.data, src=0)
+    size = _processes()[1]
+    group = model.consistency_loss.group_size
+    return gcm_distribute.process_fit_arguments(
+        args, kwargs, size * group,
+        f"each of the {size} processes trains on its share of every global "
+        f"batch, and that share must divide into MMD groups of {group}",
+    )
+
+
+def _collective(op, *args, **kwargs):
+    """Runs a torch.distributed collective; a peer that stopped gives a clear error."""
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"Process {torch.distributed.get_rank()} of "
+            f"{torch.distributed.get_world_size()}: a collective with the other "
+            "processes failed; another process of the job has stopped or cannot be "
+            "reached (see its log). Restart every process; with a "
+            f"ResumableCheckpoint training resumes at its last step. ({error})"
+        ) from error
