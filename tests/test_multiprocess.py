@@ -39,7 +39,7 @@ CASES = {
     "gcm_vu": ("gcm_vu", True, 8, 16),  # M = 2: two groups per process
 }
 JOIN_TIMEOUT = 10  # seconds a worker waits for the other one
-WORKER_TIMEOUT = 240  # seconds a worker pair may take in all
+WORKER_TIMEOUT = 420  # seconds a worker pair may take in all
 
 
 def free_port():
@@ -55,48 +55,81 @@ def _worker_train(out, rank):
     from keras_gcm.trainers import draw_for_replica
 
     backend = keras.backend.backend()
-    scope = _scope(backend)
+    build = _builder(backend)
     results = {"devices": np.array(len(keras.distribution.list_devices())
                                    if backend == "jax" else 2)}
     for name, (preset, vu, batch, rows) in CASES.items():
-        with scope():
-            model = _build(preset, vu)
-            _pack(results, name, *_train(model, rows, batch))
-            # Resume: one step, a checkpoint by process 0, a fresh model, one more.
-            directory = os.path.join(os.path.dirname(out), f"ckpt_{name}")
-            data = _data(rows)
-            first = _build(preset, vu)
-            first.fit(data[:batch], batch_size=batch, epochs=1, shuffle=False, verbose=0,
-                      callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
-            resumed = _build(preset, vu)
-            resumed.fit(data[batch:], batch_size=batch, epochs=2, shuffle=False, verbose=0,
-                        callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
-            results[f"{name}/resumed"] = np.array(
-                [float(np.max(np.abs(a.astype(np.float64) - b)))
-                 for a, b in zip(_state(resumed), _unpack(results, name, "final"))]
-            )
-            results[f"{name}/files"] = np.array(sorted(os.listdir(directory)))
+        model = build(preset, vu)
+        _pack(results, name, *_train(model, rows, batch))
+        # Resume: one step, a checkpoint by process 0, a fresh model, one more.
+        directory = os.path.join(os.path.dirname(out), f"ckpt_{name}")
+        data = _data(rows)
+        first = build(preset, vu)
+        first.fit(data[:batch], batch_size=batch, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
+        resumed = build(preset, vu)
+        resumed.fit(data[batch:], batch_size=batch, epochs=2, shuffle=False, verbose=0,
+                    callbacks=[keras_gcm.callbacks.ResumableCheckpoint(directory, verbose=0)])
+        results[f"{name}/resumed"] = np.array(
+            [float(np.max(np.abs(a.astype(np.float64) - b)))
+             for a, b in zip(_state(resumed), _unpack(results, name, "final"))]
+        )
+        results[f"{name}/files"] = np.array(sorted(os.listdir(directory)))
 
     # This process's rows of a draw for the global batch of 8 (4 per process).
-    generator = keras.random.SeedGenerator(5)
     if backend == "jax":
-        results["noise"] = _jax_noise_rows(generator)
+        results["noise"] = _jax_noise_rows(keras.random.SeedGenerator(5))
     else:
-        results["noise"] = keras.ops.convert_to_numpy(draw_for_replica(
-            lambda n: keras.random.normal((n, 2), seed=generator), 4))
+        results["noise"] = _replica_noise_rows(backend)
 
     # Bad input. torch / TF: a global batch of 4 gives each process 2 rows, no
     # MMD group of 4. JAX (global MMD groups): 9 rows in batches of 4 leave a
     # last batch of 1 that does not split over the devices.
-    with scope():
-        preset, rows = ("cu_e", 9) if backend == "jax" else ("gcm_cu", 8)
-        model = _build(preset, False)
-        try:
-            model.fit(_data(rows), batch_size=4, epochs=1, shuffle=False, verbose=0)
-            results["batch_error"] = np.array("")
-        except ValueError as error:
-            results["batch_error"] = np.array(str(error))
+    preset, rows = ("cu_e", 9) if backend == "jax" else ("gcm_cu", 8)
+    model = build(preset, False)
+    try:
+        model.fit(_data(rows), batch_size=4, epochs=1, shuffle=False, verbose=0)
+        results["batch_error"] = np.array("")
+    except ValueError as error:
+        results["batch_error"] = np.array(str(error))
     np.savez(out, **results)
+
+
+def _builder(backend):
+    """`_build` for this backend's engine (JAX: a global DataParallel; TF: the
+    MultiWorkerMirroredStrategy's scope around building)."""
+    if backend == "jax":
+        keras.distribution.set_distribution(distribute.data_parallel())
+    if backend != "tensorflow":
+        return _build
+
+    def build(preset, vu):
+        with distribute._STRATEGIES["multi_worker"].scope():
+            return _build(preset, vu)
+
+    return build
+
+
+def _replica_noise_rows(backend):
+    from keras_gcm.trainers import draw_for_replica
+
+    if backend == "torch":
+        generator = keras.random.SeedGenerator(5)
+        return keras.ops.convert_to_numpy(draw_for_replica(
+            lambda n: keras.random.normal((n, 2), seed=generator), 4))
+    import tensorflow as tf
+
+    strategy = distribute._STRATEGIES["multi_worker"]
+    with strategy.scope():
+        generator = keras.random.SeedGenerator(5)
+
+    @tf.function
+    def noise():
+        return strategy.run(lambda: draw_for_replica(
+            lambda n: keras.random.normal((n, 2), seed=generator), 4))
+
+    return np.concatenate([np.asarray(v) for v in
+                           strategy.experimental_local_results(noise())])
 
 
 def _jax_noise_rows(generator):
@@ -122,15 +155,6 @@ def _jax_noise_rows(generator):
     )(generator.state.value, x)
     shards = sorted(noise.addressable_shards, key=lambda s: s.index[0].start or 0)
     return np.concatenate([np.asarray(s.data) for s in shards])
-
-
-def _scope(backend):
-    import contextlib
-
-    if backend == "jax":
-        distribution = distribute.data_parallel()
-        return distribution.scope
-    return contextlib.nullcontext
 
 
 def _main(argv):
@@ -184,17 +208,17 @@ def _launch(scenario, out, backend, ranks=(0, 1), num=2, devices=1):
 
 
 def _wait(processes, timeout=WORKER_TIMEOUT):
-    """(return codes, logs, seconds) of the processes; kills them at the timeout."""
+    """(return codes, logs, seconds) of the processes; kills them at the timeout
+    (a killed process's log ends with a TIMEOUT line)."""
     start, logs = time.time(), []
-    try:
-        for process in processes:
-            remaining = max(1.0, timeout - (time.time() - start))
+    for process in processes:
+        remaining = max(1.0, timeout - (time.time() - start))
+        try:
             logs.append(process.communicate(timeout=remaining)[0])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        except subprocess.TimeoutExpired:
+            process.kill()
+            logs.append((process.communicate()[0] or "")
+                        + f"\nTIMEOUT: killed after {timeout} s")
     return [p.returncode for p in processes], logs, time.time() - start
 
 
@@ -208,7 +232,9 @@ def _train_runs(tmp_path_factory, devices):
             _pack(reference, name, *_train(_build(preset, vu), rows, batch))
         codes, logs, _ = _wait(processes)
     finally:
-        _wait(processes, timeout=1)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
     for code, log in zip(codes, logs):
         assert code == 0, f"worker failed:\n{log[-6000:]}"
     results = []
@@ -229,9 +255,11 @@ def train_runs(request, tmp_path_factory):
 
 
 MULTI = pytest.mark.backends("torch", "jax")
+# The training checks run on all three engines.
+EVERY = pytest.mark.backends("torch", "jax", "tensorflow")
 
 
-@MULTI
+@EVERY
 @pytest.mark.parametrize("name", list(CASES))
 def test_two_processes_step_equals_one_process(train_runs, name):
     reference, results = train_runs
@@ -239,7 +267,7 @@ def test_two_processes_step_equals_one_process(train_runs, name):
         _assert_parity(reference, results[rank], name)
 
 
-@MULTI
+@EVERY
 @pytest.mark.parametrize("name", list(CASES))
 def test_resumed_two_process_run_equals_the_uninterrupted_one(train_runs, name):
     _, results = train_runs
@@ -250,7 +278,7 @@ def test_resumed_two_process_run_equals_the_uninterrupted_one(train_runs, name):
         "checkpoint.json", "ckpt-000000001.npz", "ckpt-000000002.npz"]
 
 
-@MULTI
+@EVERY
 def test_processes_draw_different_rows_of_one_global_draw(train_runs):
     _, results = train_runs
     rows = [results[rank]["noise"] for rank in range(2)]
@@ -261,7 +289,7 @@ def test_processes_draw_different_rows_of_one_global_draw(train_runs):
     np.testing.assert_array_equal(np.concatenate(rows), single)
 
 
-@MULTI
+@EVERY
 def test_batches_that_do_not_split_over_the_processes_are_refused(train_runs):
     _, results = train_runs
     devices = int(results[0]["devices"])
