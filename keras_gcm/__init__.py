@@ -14,6 +14,7 @@ from keras_gcm import distribute
 from keras_gcm import metrics
 from keras_gcm import presets
 from keras_gcm import samplers
+from keras_gcm import utils
 from keras_gcm.consistency_model import ConsistencyModel
 
 __version__ = "0.1.0"
@@ -32,5 +33,6 @@ __all__ = [
     "samplers",
     "schedules",
     "time_sampling",
+    "utils",
     "weighting",
 ]

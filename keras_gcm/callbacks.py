@@ -10,6 +10,7 @@ import numpy as np
 import keras
 
 from keras_gcm import distribute as gcm_distribute
+from keras_gcm.utils import image_grids as _image_grids
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,119 +82,6 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 "NaN/inf values and their scale, lower the learning rate, or make "
                 "sure the discretisation h(t) is not too small for float32."
             )
-
-
-# ---------------------------------------------------------------------------
-# Image grids
-# ---------------------------------------------------------------------------
-
-
-def images_to_uint8(images):
-    """Maps images in `[-1, 1]` to `uint8` pixels: `round((x + 1) * 127.5)`, clipped.
-
-    Args:
-        images: float array-like of any shape, nominally in `[-1, 1]`
-            (values outside are clipped; NaN becomes 0).
-
-    Returns:
-        A `uint8` numpy array of the same shape.
-
-    Example:
-
-    >>> images_to_uint8(np.array([-1.0, 0.0, 1.0]))
-    array([  0, 128, 255], dtype=uint8)
-    """
-    x = np.asarray(keras.ops.convert_to_numpy(images), np.float64)
-    x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def image_grid(images, nrow=None, padding=1, pad_value=128, scale=1):
-    """Tiles a batch of images in `[-1, 1]` into one `uint8` image.
-
-    Args:
-        images: `(N, H, W, C)` (C = 1 or 3) or `(N, H, W)` images in `[-1, 1]`.
-        nrow: images per row (default `ceil(sqrt(N))`).
-        padding: pixels between images and around the grid.
-        pad_value: `uint8` value of the padding (128: mid grey).
-        scale: integer nearest-neighbour upscaling of each image (small
-            images such as 8x8 digits are easier to look at with 4).
-
-    Returns:
-        A `uint8` array of shape `(rows * (H*scale + padding) + padding,
-        nrow * (W*scale + padding) + padding, C)`, `rows = ceil(N / nrow)`,
-        image `i` in row `i // nrow`, column `i % nrow`.
-
-    Example:
-
-    >>> grid = image_grid(np.zeros((6, 8, 8, 1)), nrow=3, padding=1)
-    >>> grid.shape
-    (19, 28, 1)
-    """
-    x = images_to_uint8(images)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.shape[0] < 1:
-        raise ValueError(
-            "`images` must be a non-empty batch of shape (N, H, W, C) with C = 1 "
-            f"or 3 (or (N, H, W)); got shape {tuple(np.shape(images))}."
-        )
-    scale, padding = int(scale), int(padding)
-    if scale < 1 or padding < 0:
-        raise ValueError(f"`scale` must be >= 1 and `padding` >= 0; got {scale}, {padding}.")
-    if scale > 1:
-        x = x.repeat(scale, axis=1).repeat(scale, axis=2)
-    n, h, w, c = x.shape
-    nrow = int(nrow) if nrow else int(math.ceil(math.sqrt(n)))
-    if nrow < 1:
-        raise ValueError(f"`nrow` must be >= 1; got {nrow}.")
-    rows = int(math.ceil(n / nrow))
-    grid = np.full(
-        (rows * (h + padding) + padding, nrow * (w + padding) + padding, c),
-        pad_value, np.uint8,
-    )
-    for i in range(n):
-        top = padding + (i // nrow) * (h + padding)
-        left = padding + (i % nrow) * (w + padding)
-        grid[top:top + h, left:left + w] = x[i]
-    return grid
-
-
-def save_image_grid(images, path, nrow=None, padding=1, pad_value=128, scale=1):
-    """Writes a batch of images in `[-1, 1]` as one PNG grid (see `image_grid`).
-
-    Uses Pillow (a dependency of matplotlib); grayscale images are written as
-    8-bit grayscale PNGs, RGB as RGB.
-
-    Args:
-        images: `(N, H, W, C)` or `(N, H, W)` images in `[-1, 1]`.
-        path: output file (`.png`); its folder is created if needed.
-        nrow, padding, pad_value, scale: as in `image_grid`.
-
-    Returns:
-        The `uint8` grid array that was written.
-
-    Example:
-
-    >>> samples = keras_gcm.samplers.one_step(model, 64, seed=0)  # doctest: +SKIP
-    >>> save_image_grid(samples, "runs/samples.png")  # doctest: +SKIP
-    """
-    grid = image_grid(images, nrow=nrow, padding=padding, pad_value=pad_value, scale=scale)
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow ships with matplotlib
-        import matplotlib.image
-
-        matplotlib.image.imsave(
-            path, grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray",
-            vmin=0, vmax=255,
-        )
-        return grid
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
-    return grid
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +292,7 @@ class SampleGrid(_PeriodicCallback):
         path = os.path.join(self.output_dir, f"samples_{name}_{step:08d}.png")
         if not gcm_distribute.is_chief():  # several processes: process 0 writes
             return None
-        grid = save_image_grid(images, path, nrow=self.nrow, scale=self.scale)
+        grid = _image_grids.save_image_grid(images, path, nrow=self.nrow, scale=self.scale)
         if self.log_dir is not None:
             if self._writer is None:
                 self._writer = _tf_summary_writer(os.path.join(self.log_dir, "samples"))
@@ -524,159 +412,6 @@ class QualityMetric(_PeriodicCallback):
 # ---------------------------------------------------------------------------
 # Exact resumption: a step-indexed data stream and a full-state checkpoint
 # ---------------------------------------------------------------------------
-
-
-class StepIndexedBatches(keras.utils.PyDataset):
-    """An endless, seeded batch stream whose batch n depends only on (seed, n).
-
-    The data half of exact resumption. The examples of global step `n` are
-    positions `n*B ... n*B + B - 1` of an endless sequence of passes over the
-    data, pass `p` being the permutation
-    `default_rng(SeedSequence(seed, spawn_key=(0, p))).permutation(N)`;
-    the horizontal flips of step `n` come from `spawn_key=(1, n)`. A run
-    resumed at step `n` with `start_step=n` sees exactly the batches the
-    uninterrupted run saw from step `n` on, without replaying the data before
-    it. Plain numpy, a `keras.utils.PyDataset`: it feeds `fit` on every
-    backend (give `fit` a `steps_per_epoch`; the stream does not end).
-
-    Args:
-        data: array `(N, ...)`; integer arrays (e.g. uint8 images) are mapped
-            with `x / 127.5 - 1`, float arrays are used as they are.
-        batch_size: int, examples per batch.
-        seed: int, seed of the order and the flips.
-        start_step: int, the global step of the first batch.
-        xflip: flip images (channels-last, rank 4) left-right with
-            probability 1/2.
-        shuffle: False to keep the data's own order (pass after pass).
-        labels: optional `(N,)` labels; batches are then `(x, labels)`.
-        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
-
-    Example:
-
-    >>> start = ResumableCheckpoint.latest_step("runs/ckpt")
-    >>> data = StepIndexedBatches(images, 128, seed=0, start_step=start)
-    >>> model.fit(data, steps_per_epoch=1000, epochs=10,
-    ...           callbacks=[ResumableCheckpoint("runs/ckpt")])  # doctest: +SKIP
-    """
-
-    def __init__(self, data, batch_size, seed=0, start_step=0, xflip=False,
-                 shuffle=True, labels=None, **kwargs):
-        super().__init__(**kwargs)
-        data = np.asarray(data)
-        if data.ndim < 2 or data.shape[0] < 1:
-            raise ValueError(
-                f"`data` must be a non-empty array (N, ...data dims); got shape {data.shape}."
-            )
-        batch_size = _check_every(batch_size, "batch_size")
-        if isinstance(start_step, bool) or int(start_step) < 0:
-            raise ValueError(f"`start_step` must be an int >= 0; got {start_step!r}.")
-        if xflip and data.ndim != 4:
-            raise ValueError(
-                f"`xflip` needs channels-last images (N, H, W, C); got shape {data.shape}."
-            )
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape[:1] != data.shape[:1]:
-                raise ValueError(
-                    f"`labels` must hold one label per example ({data.shape[0]}); got "
-                    f"shape {labels.shape}."
-                )
-        self.data = data
-        self.labels = labels
-        self.batch_size = batch_size
-        self.seed = int(seed)
-        self.start_step = int(start_step)
-        self.xflip = bool(xflip)
-        self.shuffle = bool(shuffle)
-        self._permutations = {}
-        self._lock = threading.Lock()
-
-    @property
-    def num_batches(self):
-        return None  # endless: fit needs steps_per_epoch
-
-    def _permutation(self, data_pass):
-        with self._lock:
-            perm = self._permutations.get(data_pass)
-            if perm is None:
-                rng = np.random.default_rng(
-                    np.random.SeedSequence(self.seed, spawn_key=(0, int(data_pass)))
-                )
-                perm = rng.permutation(self.data.shape[0])
-                if len(self._permutations) >= 4:
-                    self._permutations.pop(min(self._permutations))
-                self._permutations[data_pass] = perm
-            return perm
-
-    def indices(self, step):
-        """Indices into `data` of the examples of global step `step`."""
-        n = self.data.shape[0]
-        positions = int(step) * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
-        passes, offsets = positions // n, positions % n
-        if not self.shuffle:
-            return offsets
-        out = np.empty_like(offsets)
-        for data_pass in np.unique(passes):
-            mask = passes == data_pass
-            out[mask] = self._permutation(int(data_pass))[offsets[mask]]
-        return out
-
-    def batch(self, step):
-        """The batch of global step `step` (`self[step - start_step]`)."""
-        idx = self.indices(step)
-        x = self.data[idx]
-        if np.issubdtype(x.dtype, np.integer):
-            x = x.astype(np.float32) / 127.5 - 1.0
-        else:
-            x = x.astype(np.float32, copy=False)
-        if self.xflip:
-            rng = np.random.default_rng(
-                np.random.SeedSequence(self.seed, spawn_key=(1, int(step)))
-            )
-            flip = rng.random(self.batch_size) < 0.5
-            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-        if self.labels is not None:
-            return x, self.labels[idx]
-        return x
-
-    def __getitem__(self, index):
-        return self.batch(self.start_step + int(index))
-
-    def as_dataset(self, prefetch=True):
-        """The same stream as an endless `tf.data.Dataset` with a static batch shape.
-
-        Batch `i` is `self.batch(start_step + i)`, computed in tf.data's
-        threads (`tf.numpy_function`, deterministic order) and prefetched.
-        `fit` reads a `tf.data.Dataset` on every backend; unlike a
-        `PyDataset`, whose batch size Keras leaves unknown under TensorFlow,
-        the batch size here is part of the static shape.
-
-        Args:
-            prefetch: bool, prefetch batches in the background.
-
-        Returns:
-            A `tf.data.Dataset` of `x` (or `(x, labels)`) batches.
-        """
-        import tensorflow as tf
-
-        example = self.batch(self.start_step)
-        if self.labels is None:
-            specs = (tf.TensorSpec(example.shape, example.dtype),)
-        else:
-            specs = tuple(tf.TensorSpec(e.shape, e.dtype) for e in example)
-
-        def load(step):
-            def compute(value):
-                out = self.batch(int(value))
-                return tuple(out) if isinstance(out, tuple) else (out,)
-
-            out = tf.numpy_function(compute, [step], [s.dtype for s in specs])
-            out = [tf.ensure_shape(o, s.shape) for o, s in zip(out, specs)]
-            return out[0] if len(out) == 1 else tuple(out)
-
-        ds = tf.data.Dataset.range(self.start_step, 2**62)
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
 class ResumableCheckpoint(_PeriodicCallback):
@@ -911,3 +646,29 @@ class ResumableCheckpoint(_PeriodicCallback):
         if self._set_initial_epoch:
             self.model._initial_epoch = None
             self._set_initial_epoch = False
+
+
+# ---------------------------------------------------------------------------
+# Names that moved (importable from here for one release, with a warning)
+# ---------------------------------------------------------------------------
+
+_MOVED = {
+    "StepIndexedBatches": "keras_gcm.data",
+    "image_grid": "keras_gcm.utils",
+    "images_to_uint8": "keras_gcm.utils",
+    "save_image_grid": "keras_gcm.utils",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"`keras_gcm.callbacks.{name}` moved to `{_MOVED[name]}.{name}`; import it "
+            "from there (the old name will be removed in the next release).",
+            DeprecationWarning, stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

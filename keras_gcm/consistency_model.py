@@ -651,7 +651,7 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         x = arguments.get("x")
         first_batch = None
         if isinstance(x, keras.utils.PyDataset):
-            # A PyDataset (e.g. keras_gcm.callbacks.StepIndexedBatches): check
+            # A PyDataset (e.g. keras_gcm.data.StepIndexedBatches): check
             # its first batch. (Arrays are checked whole below.)
             first_batch = x[0]
             if isinstance(first_batch, (list, tuple)):

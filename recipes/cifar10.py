@@ -16,7 +16,7 @@ other preset.
 
 CIFAR-10 comes from `tensorflow-datasets` (downloaded on first use unless
 `--data-dir` holds it) and is kept in memory as uint8; the batches come from
-a seeded, step-indexed stream (`keras_gcm.callbacks.StepIndexedBatches`), so a
+a seeded, step-indexed stream (`keras_gcm.data.StepIndexedBatches`), so a
 stopped run resumes exactly where it stopped: rerun the same command and it
 restores the latest checkpoint of `<output>/checkpoints` (weights, EMA,
 optimizer, step, random states) and continues the same trajectory.
@@ -288,7 +288,7 @@ def _run(args, backend, distribution_scope):
     from keras_gcm.callbacks import QualityMetric
     from keras_gcm.callbacks import ResumableCheckpoint
     from keras_gcm.callbacks import SampleGrid
-    from keras_gcm.callbacks import StepIndexedBatches
+    from keras_gcm.data import StepIndexedBatches
     from keras_gcm.metrics import fid_inception_v3
     from keras_gcm.metrics import load_statistics
 

@@ -128,8 +128,8 @@ def main(argv=None):
     from keras_gcm import samplers
     from keras_gcm.callbacks import QualityMetric
     from keras_gcm.callbacks import SampleGrid
-    from keras_gcm.callbacks import StepIndexedBatches
-    from keras_gcm.callbacks import save_image_grid
+    from keras_gcm.data import StepIndexedBatches
+    from keras_gcm.utils import save_image_grid
     from keras_gcm.metrics import frechet_digits_distance
 
     keras.utils.set_random_seed(args.seed)

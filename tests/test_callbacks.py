@@ -13,12 +13,12 @@ from keras_gcm import samplers
 from keras_gcm.callbacks import QualityMetric
 from keras_gcm.callbacks import ResumableCheckpoint
 from keras_gcm.callbacks import SampleGrid
-from keras_gcm.callbacks import StepIndexedBatches
-from keras_gcm.callbacks import image_grid
-from keras_gcm.callbacks import images_to_uint8
-from keras_gcm.callbacks import save_image_grid
+from keras_gcm.data import StepIndexedBatches
 from keras_gcm.data import toy2d
 from keras_gcm.optimizers import RAdam
+from keras_gcm.utils import image_grid
+from keras_gcm.utils import images_to_uint8
+from keras_gcm.utils import save_image_grid
 from tests.models import make_model
 
 
@@ -303,3 +303,24 @@ def test_periodic_callbacks_reject_bad_arguments(tmp_path):
     quality.set_model(_tiny_image_model())
     with pytest.raises(ValueError, match="keys"):
         quality.evaluate(0)  # a dict result needs declared keys
+
+
+# --------------------------------------------------------------- moved names
+@pytest.mark.parametrize("name, new_home", [
+    ("StepIndexedBatches", "keras_gcm.data"),
+    ("image_grid", "keras_gcm.utils"),
+    ("images_to_uint8", "keras_gcm.utils"),
+    ("save_image_grid", "keras_gcm.utils"),
+])
+def test_moved_names_stay_importable_from_callbacks_with_a_warning(name, new_home):
+    import importlib
+
+    import keras_gcm.callbacks
+
+    with pytest.warns(DeprecationWarning, match=f"moved to `{new_home}.{name}`"):
+        old = getattr(keras_gcm.callbacks, name)
+    assert old is getattr(importlib.import_module(new_home), name)
+    with pytest.warns(DeprecationWarning):
+        exec(f"from keras_gcm.callbacks import {name}", {})
+    with pytest.raises(AttributeError):
+        keras_gcm.callbacks.no_such_name  # noqa: B018

@@ -10,8 +10,8 @@ import pytest
 import keras
 
 import keras_gcm
-from keras_gcm.callbacks import StepIndexedBatches
-from keras_gcm.callbacks import image_grid
+from keras_gcm.data import StepIndexedBatches
+from keras_gcm.utils import image_grid
 from keras_gcm.metrics import digits_quality
 from keras_gcm.metrics import save_statistics
 

@@ -13,11 +13,12 @@ from keras_gcm.data.images import digits_split_indices
 from keras_gcm.data.images import image_folder
 from keras_gcm.data.images import list_image_files
 from keras_gcm.data.images import npz_images
+from keras_gcm.data.step_indexed_batches import StepIndexedBatches
 from keras_gcm.data.toy2d import TOY2D_NAMES
 from keras_gcm.data.toy2d import toy2d
 
 __all__ = [
-    "DIGITS_NUM_HELDOUT", "DIGITS_NUM_TRAIN", "TOY2D_NAMES", "check_images", "cifar10",
+    "DIGITS_NUM_HELDOUT", "DIGITS_NUM_TRAIN", "StepIndexedBatches", "TOY2D_NAMES", "check_images", "cifar10",
     "digits", "digits_split_indices", "image_folder", "list_image_files", "npz_images",
     "toy2d",
 ]
