@@ -483,7 +483,13 @@ def _initialize_tensorflow(num_processes, process_id, coordinator, timeout):
 
 
 def process_count():
-    """Number of processes in the training job (1 without `initialize`)."""
+    """Number of processes in the training job (1 without `initialize`).
+
+    Example:
+
+    >>> keras_gcm.distribute.process_count()
+    1
+    """
     if _PROCESS is not None:
         return _PROCESS[1]
     backend = _backend()
@@ -502,7 +508,13 @@ def process_count():
 
 
 def process_index():
-    """This process's id in the training job (0 without `initialize`)."""
+    """This process's id in the training job (0 without `initialize`).
+
+    Example:
+
+    >>> keras_gcm.distribute.process_index()
+    0
+    """
     if _PROCESS is not None:
         return _PROCESS[0]
     backend = _backend()
@@ -538,6 +550,10 @@ def barrier():
 
     Used after process 0 writes a checkpoint, so that the others never read a
     checkpoint that is not complete yet.
+
+    Example:
+
+    >>> keras_gcm.distribute.barrier()  # one process: returns at once
     """
     if process_count() == 1:
         return
@@ -616,6 +632,14 @@ def process_fit_arguments(args, kwargs, multiple, reason):
 
     Returns:
         `fit`'s keyword arguments for this process.
+
+    Example:
+
+    >>> import numpy as np
+    >>> kwargs = keras_gcm.distribute.process_fit_arguments(
+    ...     (np.zeros((16, 2)),), {"batch_size": 8}, 8, "MMD groups of 4")
+    >>> kwargs["batch_size"]  # one process: unchanged
+    8
     """
     bound = dict(zip(("x", "y", "batch_size"), args))
     bound.update(kwargs)
@@ -632,7 +656,13 @@ def process_fit_arguments(args, kwargs, multiple, reason):
 
 
 def local_batch_size(global_batch_size):
-    """The batch size of one process: the global batch divided by the processes."""
+    """The batch size of one process: the global batch divided by the processes.
+
+    Example:
+
+    >>> keras_gcm.distribute.local_batch_size(512)  # one process
+    512
+    """
     count = process_count()
     batch = int(global_batch_size)
     if batch % count:
