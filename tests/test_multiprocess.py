@@ -326,7 +326,7 @@ def test_a_process_that_dies_fails_the_other_without_a_partial_checkpoint(tmp_pa
     backend = keras.backend.backend()
     directory = tmp_path / "ckpt"
     processes = _launch("die", directory, backend)
-    codes, logs, _ = _wait(processes, timeout=JOIN_TIMEOUT + 120)
+    codes, logs, _ = _wait(processes, timeout=WORKER_TIMEOUT)
     assert codes[1] == 1
     assert "TIMEOUT" not in logs[0], logs[0][-3000:]
     assert _failed_clearly(codes[0], logs[0], 4, "another process of the job has stopped"), \
