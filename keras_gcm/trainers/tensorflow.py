@@ -221,9 +221,9 @@ class ConsistencyTrainer:
             # Several workers: each reads its own rows (a per-worker dataset).
             kwargs = _per_worker_fit_arguments(
                 self.distribute_strategy, args, kwargs, replicas * group,
-                f"under tf.distribute each of the {replicas} replicas trains on "
-                f"its slice of the batch, and that slice must divide into MMD "
-                f"groups of {group}",
+                f"the {gcm_distribute.process_count()} processes (workers) hold "
+                f"{replicas} replicas; each trains on its slice of the batch, and "
+                f"that slice must divide into MMD groups of {group}",
             )
             args = ()
         if replicas > 1 and group > 1:
