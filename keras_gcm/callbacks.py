@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import keras
 
+from keras_gcm import distribute as gcm_distribute
 from keras_gcm.utils import image_grids as _image_grids
 
 
@@ -390,6 +391,8 @@ class SampleGrid(_PeriodicCallback):
         )
         name = _sampler_name(self.sampler)
         path = os.path.join(self.output_dir, f"samples_{name}_{step:08d}.png")
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            return None
         grid = _image_grids.save_image_grid(images, path, nrow=self.nrow, scale=self.scale)
         if self.log_dir is not None:
             if self._writer is None:
@@ -495,6 +498,8 @@ class QualityMetric(_PeriodicCallback):
                 "(declare the keys of a metric that returns a dict with `keys=`)."
             )
         self.values.append((step, values))
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            return values
         if self.verbose:
             text = ", ".join(f"{k} = {v:.6g}" for k, v in values.items())
             _print(f"[step {step}] {text}")
@@ -722,6 +727,9 @@ class ResumableCheckpoint(_PeriodicCallback):
         """Writes `arrays` as the checkpoint of `step` (atomically: a temporary
         file renamed into place, then the index); returns its path, or None
         (nothing written) if an array holds a non-finite value."""
+        if not gcm_distribute.is_chief():  # several processes: process 0 writes
+            gcm_distribute.barrier()
+            return None
         bad = [
             k for k, a in arrays.items()
             if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a))
@@ -732,6 +740,7 @@ class ResumableCheckpoint(_PeriodicCallback):
                 f"non-finite values ({len(bad)} arrays, e.g. {bad[0]}). The latest "
                 f"checkpoint in {self.directory} stays the last finite one."
             )
+            gcm_distribute.barrier()
             return None
         os.makedirs(self.directory, exist_ok=True)
         name = f"ckpt-{step:09d}.npz"
@@ -767,6 +776,7 @@ class ResumableCheckpoint(_PeriodicCallback):
                     os.remove(os.path.join(self.directory, leftover))
                 except OSError:
                     pass
+        gcm_distribute.barrier()  # the others may read it once it is complete
         if self.verbose:
             _print(f"Saved the training state of step {step} to {path}")
         return path

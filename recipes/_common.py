@@ -54,6 +54,22 @@ def add_distribution_arguments(parser):
              "The batch size is the global batch, split across the devices.",
     )
     parser.add_argument(
+        "--num-processes", type=int, default=None,
+        help="train with N processes (hosts), one launch per process: jax -> "
+             "jax.distributed, tensorflow -> MultiWorkerMirroredStrategy, torch -> "
+             "torch.distributed (default: $WORLD_SIZE from torchrun, else 1). "
+             "The batch size stays the global batch.",
+    )
+    parser.add_argument(
+        "--process-id", type=int, default=None,
+        help="this process's id in [0, N) (default: $RANK from torchrun, else 0).",
+    )
+    parser.add_argument(
+        "--coordinator", default=None,
+        help="host:port of process 0 (default: $MASTER_ADDR:$MASTER_PORT from "
+             "torchrun). TensorFlow's workers listen on port, port + 1, ...",
+    )
+    parser.add_argument(
         "--simulate-cpu-devices", action="store_true",
         help="split the host CPU into --devices virtual devices (to try "
              "multi-device training without accelerators; slow).",
@@ -79,6 +95,10 @@ def setup_distribution(args):
     count = int(args.devices)
     if count < 1:
         raise ValueError(f"--devices must be >= 1. Received: {count}")
+    if getattr(args, "num_processes", None) is not None or "WORLD_SIZE" in os.environ:
+        scope = _setup_processes(args)
+        if scope is not None:
+            return scope
     if count == 1:
         return contextlib.nullcontext()
     backend = select_backend(getattr(args, "backend", None))
@@ -116,6 +136,42 @@ def setup_distribution(args):
         keras.distribution.set_distribution(distribute.data_parallel(count))
         return contextlib.nullcontext()
     return distribute.mirrored_strategy(count).scope()
+
+
+def _setup_processes(args):
+    """Joins a multi-process job (`keras_gcm.distribute.initialize`); returns the
+    scope to build in, or None with one process."""
+    backend = select_backend(getattr(args, "backend", None))
+    from keras_gcm import distribute
+
+    num, rank, coordinator = distribute.launch_settings(
+        args.num_processes, args.process_id, args.coordinator
+    )
+    if num == 1:
+        return None
+    if backend == "jax" and getattr(args, "simulate_cpu_devices", False):
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={int(args.devices)}".strip()
+        )
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    strategy = distribute.initialize(num, rank, coordinator)
+    if backend == "jax":
+        import keras
+
+        # Data parallelism over every device of every process.
+        keras.distribution.set_distribution(distribute.data_parallel())
+        return contextlib.nullcontext()
+    if backend == "tensorflow":
+        return strategy.scope()
+    return contextlib.nullcontext()
+
+
+def is_chief():
+    """Whether this process writes the recipe's files (process 0 of a job)."""
+    from keras_gcm import distribute
+
+    return distribute.is_chief()
 
 
 def preset_overrides(args):
@@ -207,6 +263,8 @@ def prepare_output(path):
 
 
 def write_json(path, payload):
+    if not is_chief():  # several processes: process 0 writes
+        return path
     with open(path, "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True)
     return path

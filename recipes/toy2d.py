@@ -125,6 +125,7 @@ def main(argv=None):
         "batch_size": args.batch_size,
         "seed": args.seed,
         "devices": args.devices,
+        "processes": keras_gcm.distribute.process_count(),
         "precision": args.precision,
         "train_seconds": round(timer.seconds, 2),
         "train_cpu_seconds": round(timer.cpu_seconds, 2),
@@ -135,9 +136,10 @@ def main(argv=None):
         "untrained_one_step": evaluate(untrained, reference, args.seed),
     }
     _common.write_json(os.path.join(out, "metrics.json"), metrics)
-    plot(os.path.join(out, "samples.png"),
-         [(f"data ({args.dataset})", reference), ("1-step samples", one),
-          ("2-step samples", two)])
+    if _common.is_chief():
+        plot(os.path.join(out, "samples.png"),
+             [(f"data ({args.dataset})", reference), ("1-step samples", one),
+              ("2-step samples", two)])
     print(
         f"[{backend}] {args.preset} on {args.dataset}: trained {args.steps} steps in "
         f"{timer.seconds:.1f}s | energy distance 1-step {metrics['one_step']['energy_distance']:.4f}, "

@@ -51,7 +51,29 @@ class ConsistencyTrainer:
     def fit(self, *args, **kwargs):
         """Checks that array batches split evenly over a distribution's devices."""
         distribution = keras.distribution.distribution()
-        if distribution is not None and jax.process_count() == 1:
+        processes = gcm_distribute.process_count()
+        if processes > 1:
+            # Several processes: every process gets the global arrays and
+            # keeps its rows; Keras assembles the global batch.
+            shards = processes
+            if distribution is not None:
+                mesh = distribution.device_mesh
+                shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+            kwargs = gcm_distribute.process_fit_arguments(
+                args, kwargs, shards,
+                f"the {processes} processes split every global batch over "
+                f"{shards} devices",
+            )
+            args = ()
+            if distribution is not None and hasattr(kwargs.get("x"), "shape"):
+                # The arrays are this process's rows already: no auto-sharding.
+                previous = distribution.auto_shard_dataset
+                distribution.auto_shard_dataset = False
+                try:
+                    return super().fit(**kwargs)
+                finally:
+                    distribution.auto_shard_dataset = previous
+        if distribution is not None and processes == 1:
             mesh = distribution.device_mesh
             shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
             if shards > 1:

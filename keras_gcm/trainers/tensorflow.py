@@ -188,6 +188,37 @@ def _unequal_share_correction(x):
     )
 
 
+def _per_worker_fit_arguments(strategy, args, kwargs, multiple, reason):
+    """`fit`'s arguments under several workers: arrays become a
+    `distribute_datasets_from_function` dataset in which every worker reads
+    its own rows of every global batch (`keras_gcm.distribute.process_shard`)."""
+    bound = dict(zip(("x", "y", "batch_size"), args))
+    bound.update(kwargs)
+    x = bound.get("x")
+    if not (hasattr(x, "shape") and not hasattr(x, "element_spec")
+            and not isinstance(x, (dict, list, tuple))):
+        return bound
+    global_batch = int(bound.get("batch_size") or 32)
+    count = len(x)
+    bound = gcm_distribute.process_fit_arguments((), bound, multiple, reason)
+    local_x, local_y = bound.pop("x"), bound.pop("y", None)
+    bound.pop("batch_size", None)
+    shuffle = bound.pop("shuffle", True)
+    seed = gcm_distribute.process_index()
+
+    def dataset_fn(context):
+        rows = local_x if local_y is None else (local_x, local_y)
+        dataset = tf.data.Dataset.from_tensor_slices(rows)
+        if shuffle:
+            dataset = dataset.shuffle(len(local_x), seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(context.get_per_replica_batch_size(global_batch))
+
+    bound["x"] = strategy.distribute_datasets_from_function(dataset_fn)
+    if bound.get("steps_per_epoch") is None:
+        bound["steps_per_epoch"] = -(-count // global_batch)
+    return bound
+
+
 class ConsistencyTrainer:
     """TensorFlow `train_step`: gradient of the consistency loss, optimizer, EMA."""
 
@@ -195,6 +226,15 @@ class ConsistencyTrainer:
         """Checks that array batches split into MMD groups on every replica."""
         replicas = self.distribute_strategy.num_replicas_in_sync
         group = self.consistency_loss.group_size
+        if gcm_distribute.process_count() > 1:
+            # Several workers: each reads its own rows (a per-worker dataset).
+            kwargs = _per_worker_fit_arguments(
+                self.distribute_strategy, args, kwargs, replicas * group,
+                f"the {gcm_distribute.process_count()} processes (workers) hold "
+                f"{replicas} replicas; each trains on its slice of the batch, and "
+                f"that slice must divide into MMD groups of {group}",
+            )
+            args = ()
         if replicas > 1 and group > 1:
             gcm_distribute.check_replica_batches(
                 kwargs.get("x", args[0] if args else None),
@@ -263,7 +303,12 @@ class ConsistencyTrainer:
         # A non-finite step keeps the previous weights, moments and EMA.
         finite = self._skip_non_finite(loss, grads, saved)
         logs = self._update_trackers(unscale_loss_for_distribution(loss), aux, finite)
-        return self._skip_logs(logs, [c.value for c in self._skip_counters()])
+        logs = self._skip_logs(logs, [c.value for c in self._skip_counters()])
+        if gcm_distribute.process_count() > 1:
+            # Keras reduces logs over workers with reduce(MEAN, axis=0), which
+            # needs a batch axis: give each scalar one (the result is a scalar).
+            logs = {k: tf.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
 
     def _all_replicas_finite(self, finite):
         """Under tf.distribute a step is skipped on every replica if any
