@@ -98,10 +98,15 @@ def test_time_conditionings():
 
 
 def test_curriculum_halves_epsilon_down_to_the_final_value():
-    cur = S.EpsilonHalvingCurriculum(initial_epsilon=0.5, halve_every=100)
+    # floor=True (the previous default): never below the step's epsilon.
+    cur = S.EpsilonHalvingCurriculum(initial_epsilon=0.5, halve_every=100, floor=True)
     steps = [0, 99, 100, 250, 10_000]
     got = [float(to_numpy(cur.epsilon(s, 0.005))) for s in steps]
     assert got == pytest.approx([0.5, 0.5, 0.25, 0.125, 0.005])
+    # Default (appendix G.1): keeps halving, 0.5 / 2^100 at step 10_000.
+    plain = S.EpsilonHalvingCurriculum(initial_epsilon=0.5, halve_every=100)
+    got = [float(to_numpy(plain.epsilon(s, 0.005))) for s in steps]
+    assert got == pytest.approx([0.5, 0.5, 0.25, 0.125, 0.5 * 0.5 ** 100])
 
 
 @pytest.mark.parametrize(
