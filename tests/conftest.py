@@ -22,6 +22,12 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: a longer end-to-end test (still part of CI)"
     )
+    config.addinivalue_line(
+        "markers",
+        "extended: a long end-to-end comparison or multi-process failure run, "
+        "left out of the default run (and of CI's 2-core budget); run them with "
+        "`python -m pytest -m extended`",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

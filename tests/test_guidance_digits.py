@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 import guidance_digits as bench  # noqa: E402
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 def test_guidance_raises_class_accuracy_beyond_the_seed_spread():
     model = bench.train(bench.build_model(seed=0, omega=1.0), steps=600, batch_size=64, seed=0)
