@@ -42,7 +42,7 @@ class FlowMatchingModel(keras.Model):
 
     Example:
 
-    >>> net = keras_gcm.networks.MLP(hidden_units=(32,), time_inputs=1)
+    >>> net = keras_gcm.networks.MLP(hidden_units=32, time_inputs=1)
     >>> fm = keras_gcm.flow_matching.FlowMatchingModel(net, seed=0)
     >>> fm.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> history = fm.fit(keras_gcm.data.toy2d("two_moons", 256, seed=0),

@@ -302,6 +302,8 @@ def decoded(vae, sampler="one_step", num_classes=None, guidance_scale=1.0, decod
 
     Example:
 
+    >>> vae = keras_gcm.networks.AutoencoderKL(block_out_channels=[16, 32], layers_per_block=1,
+    ...                                        norm_num_groups=8)
     >>> fn = keras_gcm.samplers.decoded(vae, num_classes=1000)
     >>> grid = keras_gcm.callbacks.SampleGrid(5000, "grids", sampler=fn)
     """

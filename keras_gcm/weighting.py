@@ -100,7 +100,8 @@ class IMMWeight(LossWeighting):
     Example:
 
     >>> w = keras_gcm.weighting.IMMWeight(a=1.0, b=4.0)
-    >>> w(keras.ops.convert_to_tensor([0.5]))  # 0.5 sigmoid(4) * 8 * 0.5 / 0.5 = 3.928
+    >>> print(keras.ops.convert_to_numpy(w(keras.ops.convert_to_tensor([0.5]))).round(3))
+    [3.928]
     """
 
     def __init__(self, a=1.0, b=4.0, **kwargs):
@@ -133,7 +134,8 @@ class SineWeight(LossWeighting):
 
     Example:
 
-    >>> keras_gcm.weighting.SineWeight()(keras.ops.convert_to_tensor([1.0]))  # [1.0]
+    >>> print(keras.ops.convert_to_numpy(keras_gcm.weighting.SineWeight()(keras.ops.convert_to_tensor([1.0]))))
+    [1.]
     """
 
     def w(self, t):

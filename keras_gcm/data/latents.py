@@ -35,9 +35,10 @@ class LatentShardWriter:
 
     Example:
 
-    >>> writer = keras_gcm.data.latents.LatentShardWriter("/tmp/lat", 0.18215)
+    >>> import tempfile
+    >>> writer = keras_gcm.data.latents.LatentShardWriter(tempfile.mkdtemp(), 0.18215)
     >>> writer.add(np.zeros((2, 4, 4, 4)), np.ones((2, 4, 4, 4)), np.array([0, 1]))
-    >>> writer.close()
+    >>> _ = writer.close()
     """
 
     def __init__(self, directory, scaling_factor, shard_size=10_000, dtype="float16",
@@ -117,7 +118,7 @@ def encode_batches(vae, batches, directory, shard_size=10_000, dtype="float16",
     Example:
 
     >>> batches = [(np.zeros((2, 16, 16, 3), "float32"), np.array([0, 1]))]
-    >>> keras_gcm.data.latents.encode_batches(vae, batches, "/tmp/latents")
+    >>> keras_gcm.data.latents.encode_batches(vae, batches, "latents/")  # doctest: +SKIP
     """
     import keras
 
@@ -260,7 +261,8 @@ def mock_latents(path, num_examples=64, shape=(32, 32, 4), num_classes=1000, see
 
     Example:
 
-    >>> keras_gcm.data.latents.mock_latents("/tmp/mock", 64, (8, 8, 4), 10)
+    >>> import tempfile
+    >>> _ = keras_gcm.data.latents.mock_latents(tempfile.mkdtemp(), 64, (8, 8, 4), 10)
     """
     rng = np.random.default_rng(seed)
     writer = LatentShardWriter(path, scaling_factor, shard_size, "float16",

@@ -576,7 +576,7 @@ class DiT(keras.Model):
 
         Example:
 
-        >>> net.load_torch_state_dict(torch.load("dit.pt", map_location="cpu"))
+        >>> net.load_torch_state_dict(torch.load("dit.pt", map_location="cpu"))  # doctest: +SKIP
         """
         sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
               for k, v in state_dict.items()}

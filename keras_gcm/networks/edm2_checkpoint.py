@@ -175,7 +175,7 @@ def edm2_state_dict(network):
 
     >>> net = keras_gcm.networks.EDM2UNet(
     ...     img_resolution=8, in_channels=1, model_channels=16,
-    ...     channel_mult=[1], num_blocks=1, attn_resolutions=[], seed=0)
+    ...     channel_mult=[1], num_blocks=1, attn_resolutions=[], channels_per_head=16, seed=0)
     >>> net.build()
     >>> keras_gcm.networks.edm2_state_dict(net)["enc.8x8_conv.weight"].shape
     (16, 2, 3, 3)

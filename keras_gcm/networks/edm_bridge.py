@@ -92,7 +92,7 @@ class EDMDenoiserVelocity(keras.Model):
 
     >>> edm = keras_gcm.networks.EDM2UNet(
     ...     img_resolution=8, in_channels=1, model_channels=16,
-    ...     channel_mult=[1], num_blocks=1, attn_resolutions=[], seed=0)
+    ...     channel_mult=[1], num_blocks=1, attn_resolutions=[], channels_per_head=16, seed=0)
     >>> net = keras_gcm.networks.EDMDenoiserVelocity(edm)
     >>> model = keras_gcm.ConsistencyModel(net)
     >>> net(keras.ops.zeros((2, 8, 8, 1)), keras.ops.ones((2,))).shape

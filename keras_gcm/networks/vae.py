@@ -412,7 +412,7 @@ class AutoencoderKL(keras.Model):
 
         Example:
 
-        >>> vae = keras_gcm.networks.AutoencoderKL.from_diffusers("sd-vae-ft-ema/")
+        >>> vae = keras_gcm.networks.AutoencoderKL.from_diffusers("sd-vae-ft-ema/")  # doctest: +SKIP
         """
         path = os.fspath(path)
         if os.path.isdir(path):
