@@ -52,10 +52,12 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     model (no skip counters in the logs) it stops at the first non-finite
     loss and raises at the end of training.
 
-    The check keeps Keras' asynchronous callback dispatch on: the per-batch
-    check runs in Keras' callback thread, and the training loop waits for it
-    to fall at most `max_lag` steps behind, so training stops within a few
-    steps of the limit (and skipped steps change no state).
+    The check runs synchronously after every batch (`async_safe = False`):
+    under JAX a stop requested from Keras' asynchronous callback thread
+    could land while the next step already holds the donated state, and
+    Keras' end-of-training state sync then read deleted buffers. Training
+    therefore stops exactly at the limit (and skipped steps change no
+    state). `max_lag` bounds the wait should the guard run asynchronously.
 
     Args:
         max_consecutive_skips: int >= 1, skipped steps in a row that stop
@@ -71,7 +73,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     3
     """
 
-    async_safe = True
+    async_safe = False
 
     def __init__(self, max_consecutive_skips=10, max_lag=2):
         super().__init__()

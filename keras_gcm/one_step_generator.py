@@ -93,7 +93,8 @@ class OneStepGenerator(keras.Model):
         t = ops.zeros_like(first) + model.tT
         s = ops.zeros_like(first) + model.t0
         values = ([v.value for v in self.snapshot], [v.value for v in self.snapshot_state])
-        x = model.interpolant.sigma(model.tT) * z
+        # The prior follows the training noise, z ~ N(0, noise_std^2 I).
+        x = model.interpolant.sigma(model.tT) * model.interpolant.noise_std * z
         return model.g(x, t, s, class_labels, False, values)
 
     def input_signature(self):

@@ -337,6 +337,11 @@ _PRESETS["imagenet64_cu_finetune"] = _then(
     time_sampler=_cu(_UNIFORM),
     curriculum=_spec("EpsilonHalvingCurriculum", initial_epsilon=0.25,
                      halve_every=25_000, factor=0.25, floor=True),
+    # Kernel times t for student and teacher points: ECT's curriculum starts
+    # at h = 0.25, where Eq. 44's teacher times r (the library default, chosen
+    # on h ~ 0.005) make the cross-kernel weights far smaller than the
+    # self-terms and the group estimate negative (seen in two-step tests).
+    loss=_spec("TimeAwareMMD", group_size=4, sigma=0.05, kernel_times="t"),
 )
 
 # ------------------------------------- Table 6b: latent-space ImageNet-256

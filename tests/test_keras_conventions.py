@@ -202,7 +202,7 @@ def test_predict_is_the_raw_one_step_map(trained):
     model = trained
     z = np.random.default_rng(0).standard_normal((40, 2)).astype("float32")
     predicted = model.predict(z, batch_size=16, verbose=0)
-    raw = to_numpy(model.g(model.interpolant.sigma(model.tT) * z, np.full(40, model.tT, "float32"),
+    raw = to_numpy(model.g(model.interpolant.sigma(model.tT) * model.interpolant.noise_std * z, np.full(40, model.tT, "float32"),
                            np.full(40, model.t0, "float32")))
     np.testing.assert_allclose(predicted, raw, rtol=1e-5, atol=1e-6)
     ema = to_numpy(OneStepGenerator(model)(z))
@@ -230,7 +230,7 @@ class LabelNet(keras.layers.Layer):
 
 def _ema_one_step(model, z, labels=None):
     n = z.shape[0]
-    return to_numpy(model.g(model.interpolant.sigma(model.tT) * z, np.full(n, model.tT, "float32"),
+    return to_numpy(model.g(model.interpolant.sigma(model.tT) * model.interpolant.noise_std * z, np.full(n, model.tT, "float32"),
                             np.full(n, model.t0, "float32"), labels, False,
                             model.network_values(use_ema=True)))
 
