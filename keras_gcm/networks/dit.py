@@ -50,7 +50,7 @@ def timestep_frequencies(t, dim, max_period=10000.0):
     Example:
 
     >>> from keras_gcm.networks.dit import timestep_frequencies
-    >>> timestep_frequencies(keras.ops.zeros((2,)), 8).shape
+    >>> tuple(timestep_frequencies(keras.ops.zeros((2,)), 8).shape)
     (2, 8)
     """
     half = dim // 2
@@ -142,7 +142,7 @@ class DiTBlock(keras.layers.Layer):
 
     >>> from keras_gcm.networks.dit import DiTBlock
     >>> block = DiTBlock(32, 4, seed=0)
-    >>> block(keras.ops.ones((2, 16, 32)), keras.ops.ones((2, 32))).shape
+    >>> tuple(block(keras.ops.ones((2, 16, 32)), keras.ops.ones((2, 32))).shape)
     (2, 16, 32)
     """
 
@@ -265,7 +265,7 @@ class DiT(keras.Model):
     ...     time_inputs=2, seed=0)
     >>> x = keras.ops.zeros((2, 8, 8, 4))
     >>> c = keras.ops.ones((2,))
-    >>> net(x, c, c, class_labels=keras.ops.array([3, 10])).shape
+    >>> tuple(net(x, c, c, class_labels=keras.ops.array([3, 10])).shape)
     (2, 8, 8, 4)
     """
 

@@ -103,7 +103,7 @@ def mp_concat(a, b, t=0.5):
 
     >>> y = keras_gcm.networks.edm2.mp_concat(keras.ops.ones((1, 2, 2, 3)),
     ...                                       keras.ops.ones((1, 2, 2, 5)))
-    >>> y.shape
+    >>> tuple(y.shape)
     (1, 2, 2, 8)
     """
     na, nb = int(a.shape[-1]), int(b.shape[-1])
@@ -168,7 +168,7 @@ class MPConv(keras.layers.Layer):
     Example:
 
     >>> conv = keras_gcm.networks.edm2.MPConv(4, 8, 3, seed=0)
-    >>> conv(keras.ops.ones((1, 5, 5, 4))).shape
+    >>> tuple(conv(keras.ops.ones((1, 5, 5, 4))).shape)
     (1, 5, 5, 8)
     """
 
@@ -270,7 +270,7 @@ class MPFourier(keras.layers.Layer):
     Example:
 
     >>> emb = keras_gcm.networks.edm2.MPFourier(8, seed=0)
-    >>> emb(keras.ops.ones((3,))).shape
+    >>> tuple(emb(keras.ops.ones((3,))).shape)
     (3, 8)
     """
 
@@ -351,7 +351,7 @@ class EDM2Block(keras.layers.Layer):
 
     >>> block = keras_gcm.networks.edm2.EDM2Block(8, 16, 32, attention=True,
     ...                                           channels_per_head=8, seed=0)
-    >>> block(keras.ops.ones((2, 4, 4, 8)), keras.ops.ones((2, 32))).shape
+    >>> tuple(block(keras.ops.ones((2, 4, 4, 8)), keras.ops.ones((2, 32))).shape)
     (2, 4, 4, 16)
     """
 
@@ -636,7 +636,7 @@ class EDM2UNet(keras.Model):
     ...     channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4],
     ...     channels_per_head=16, seed=0)
     >>> x = keras.ops.zeros((2, 8, 8, 1))
-    >>> net(x, keras.ops.ones((2,)), class_labels=keras.ops.array([0, 3])).shape
+    >>> tuple(net(x, keras.ops.ones((2,)), class_labels=keras.ops.array([0, 3])).shape)
     (2, 8, 8, 1)
     """
 

@@ -95,7 +95,7 @@ class EDMDenoiserVelocity(keras.Model):
     ...     channel_mult=[1], num_blocks=1, attn_resolutions=[], channels_per_head=16, seed=0)
     >>> net = keras_gcm.networks.EDMDenoiserVelocity(edm)
     >>> model = keras_gcm.ConsistencyModel(net)
-    >>> net(keras.ops.zeros((2, 8, 8, 1)), keras.ops.ones((2,))).shape
+    >>> tuple(net(keras.ops.zeros((2, 8, 8, 1)), keras.ops.ones((2,))).shape)
     (2, 8, 8, 1)
     """
 

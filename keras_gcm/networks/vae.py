@@ -57,7 +57,7 @@ class VAEResnetBlock(keras.layers.Layer):
     Example:
 
     >>> from keras_gcm.networks.vae import VAEResnetBlock
-    >>> VAEResnetBlock(8, 16, groups=4)(keras.ops.ones((1, 4, 4, 8))).shape
+    >>> tuple(VAEResnetBlock(8, 16, groups=4)(keras.ops.ones((1, 4, 4, 8))).shape)
     (1, 4, 4, 16)
     """
 
@@ -113,7 +113,7 @@ class VAEAttention(keras.layers.Layer):
     Example:
 
     >>> from keras_gcm.networks.vae import VAEAttention
-    >>> VAEAttention(8, groups=4)(keras.ops.ones((1, 4, 4, 8))).shape
+    >>> tuple(VAEAttention(8, groups=4)(keras.ops.ones((1, 4, 4, 8))).shape)
     (1, 4, 4, 8)
     """
 
@@ -177,7 +177,7 @@ class AutoencoderKL(keras.Model):
     >>> vae = keras_gcm.networks.AutoencoderKL(block_out_channels=[16, 32],
     ...     layers_per_block=1, norm_num_groups=8)
     >>> mean, std = vae.encode(keras.ops.zeros((1, 16, 16, 3)))
-    >>> mean.shape, vae.decode(mean).shape
+    >>> tuple(mean.shape), tuple(vae.decode(mean).shape)
     ((1, 8, 8, 4), (1, 16, 16, 3))
     """
 
