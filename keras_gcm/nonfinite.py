@@ -2,13 +2,17 @@
 
 A training step whose loss, gradients or updated weights are NaN or
 infinite is *skipped*: every backend's train step computes the update as
-usual and then selects, with one `keras.ops.where` on a scalar flag, the
-pre-step values of the network weights, the optimizer variables (moments
-and iteration count), the EMA weights and their update count, and any
-floating-point network state (e.g. normalisation statistics). The seed
-states of the noise, time and dropout generators do advance, so the next
-step draws new noise and times. Three int32 model variables count what
-happened:
+usual and then selects, on a scalar flag, the pre-step values of the
+network weights, the optimizer variables (moments and iteration count),
+the EMA weights and their update count, and any floating-point network
+state (e.g. normalisation statistics). The seed states of the noise, time
+and dropout generators do advance, so the next step draws new noise and
+times. The stateful steps (TensorFlow, torch) assign
+`keras.ops.where(finite, new, old)` per variable; the stateless JAX step
+takes all values through one `keras.ops.cond` (`select_all`), which XLA
+compiles as fast as the step without the guard (a `where` per variable
+made the compile of a small SongUNet step 7x slower on CPU). Three int32
+model variables count what happened:
 
 * `skipped_steps`: skipped steps over the model's life;
 * `consecutive_skips`: skipped steps in a row (0 after a finite step);
@@ -56,6 +60,19 @@ def select(finite, new_values, old_values):
         ops.where(finite, new, ops.cast(old, new.dtype))
         for new, old in zip(new_values, old_values)
     ]
+
+
+def select_all(finite, new_values, old_values):
+    """`new_values` if the step is finite, else `old_values`: one `ops.cond`.
+
+    The stateless (JAX) step restores all its values with this single
+    conditional; XLA compiles it several times faster than one `where` per
+    variable.
+    """
+    if not new_values:
+        return []
+    old_values = [ops.cast(old, new.dtype) for new, old in zip(new_values, old_values)]
+    return list(ops.cond(finite, lambda: list(new_values), lambda: old_values))
 
 
 def counter_values(finite, counters, iterations):
