@@ -30,6 +30,8 @@ All the logic is in `keras.ops`, written once; the trainers only call it.
 import keras
 from keras import ops
 
+__all__ = ["step_is_finite", "select", "select_all", "counter_values"]
+
 COUNTER_NAMES = ("skipped_steps", "consecutive_skips", "first_skipped_step")
 
 
@@ -46,6 +48,13 @@ def step_is_finite(loss, tensors):
 
     Returns:
         A scalar boolean tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> grads = [keras.ops.ones((2,)), keras.ops.array([1.0, np.nan])]
+    >>> bool(keras_gcm.nonfinite.step_is_finite(keras.ops.array(0.5), grads))
+    False
     """
     checks = [ops.all(ops.isfinite(loss))]
     for value in tensors:
@@ -55,7 +64,15 @@ def step_is_finite(loss, tensors):
 
 
 def select(finite, new_values, old_values):
-    """`new` where the step is finite, else `old`, element-wise over two lists."""
+    """`new` where the step is finite, else `old`, element-wise over two lists.
+
+    Example:
+
+    >>> new, old = [keras.ops.ones((2,))], [keras.ops.zeros((2,))]
+    >>> keras.ops.convert_to_numpy(
+    ...     keras_gcm.nonfinite.select(keras.ops.array(False), new, old)[0]).tolist()
+    [0.0, 0.0]
+    """
     return [
         ops.where(finite, new, ops.cast(old, new.dtype))
         for new, old in zip(new_values, old_values)
@@ -68,6 +85,13 @@ def select_all(finite, new_values, old_values):
     The stateless (JAX) step restores all its values with this single
     conditional; XLA compiles it several times faster than one `where` per
     variable.
+
+    Example:
+
+    >>> new, old = [keras.ops.ones((2,)), keras.ops.ones(())], [keras.ops.zeros((2,)), 3.0]
+    >>> [keras.ops.convert_to_numpy(v).tolist() for v in
+    ...  keras_gcm.nonfinite.select_all(keras.ops.array(False), new, old)]
+    [[0.0, 0.0], 3.0]
     """
     if not new_values:
         return []
@@ -84,6 +108,18 @@ def counter_values(finite, counters, iterations):
         iterations: the optimizer's iteration count before the step (finite
             steps only), so this step's global number is
             `iterations + skipped_steps + 1`.
+
+    Returns:
+        The three new counter values (int32).
+
+    Example:
+
+    A second non-finite step in a row, after 10 finite steps and 1 skipped one:
+
+    >>> values = keras_gcm.nonfinite.counter_values(
+    ...     keras.ops.array(False), [1, 1, 11], 10)
+    >>> [int(v) for v in values]
+    [2, 2, 11]
     """
     skipped, consecutive, first = (ops.cast(c, "int32") for c in counters)
     bad = ops.cast(ops.logical_not(finite), "int32")

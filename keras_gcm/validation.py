@@ -138,6 +138,16 @@ def peek_first_batch(x):
 
     Raises:
         ValueError: if the pipeline is empty.
+
+    Example:
+
+    >>> import numpy as np
+    >>> def batches():
+    ...     for i in range(3):
+    ...         yield np.full((4, 2), i, "float32")
+    >>> batch, has_labels, x = keras_gcm.validation.peek_first_batch(batches())
+    >>> batch.shape, has_labels, [float(b[0, 0]) for b in x]
+    ((4, 2), False, [0.0, 1.0, 2.0])
     """
     import types
 
@@ -207,6 +217,11 @@ def network_takes_labels(network):
 
     A network with a `label_dim` attribute takes labels when it is > 0;
     otherwise when its `call` has a `class_labels` argument.
+
+    Example:
+
+    >>> keras_gcm.validation.network_takes_labels(keras_gcm.networks.MLP(hidden_units=8))
+    False
     """
     import inspect
 
