@@ -117,7 +117,6 @@ np.savez(sys.argv[1], *[np.asarray(w) for w in model.get_weights()])
 """
 
 
-@pytest.mark.extended
 def test_two_processes_with_the_same_seeds_train_identical_weights(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND=keras.backend.backend(),
                JAX_PLATFORMS="cpu")

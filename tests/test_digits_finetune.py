@@ -54,7 +54,6 @@ def pretrained():
         return [data[f"w{i}"] for i in range(len(data.files))]
 
 
-@pytest.mark.extended
 def test_finetuned_beats_from_scratch_at_equal_steps(pretrained):
     config = recipe.network_config(small=True)
     results = {}

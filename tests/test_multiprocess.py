@@ -312,7 +312,6 @@ def _failed_clearly(code, log, python_code, message):
     return code == python_code and message in log
 
 
-@pytest.mark.extended
 @MULTI
 def test_a_process_that_never_joins_fails_the_other_in_bounded_time(tmp_path):
     backend = keras.backend.backend()
@@ -322,7 +321,6 @@ def test_a_process_that_never_joins_fails_the_other_in_bounded_time(tmp_path):
     assert _failed_clearly(codes[0], logs[0], 3, "did not all join"), logs[0][-3000:]
 
 
-@pytest.mark.extended
 @MULTI
 def test_a_process_that_dies_fails_the_other_without_a_partial_checkpoint(tmp_path):
     backend = keras.backend.backend()
@@ -346,7 +344,6 @@ def _documented_launch(backend):
     return match.group(1)
 
 
-@pytest.mark.extended
 @MULTI
 def test_the_documented_launch_runs_as_written(tmp_path):
     """The docs' command lines, with a free port and a tiny configuration."""
