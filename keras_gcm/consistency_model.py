@@ -1191,11 +1191,11 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             list(old_trainable) + [old_optimizer[i] for i in optimizer_slots]
             + [old_non_trainable[i] for i in state_slots],
         )
-        trainable = restored[:len(trainable)]
-        restored = restored[len(trainable):]
-        for i, value in zip(optimizer_slots, restored):
+        n_trainable, n_optimizer = len(trainable), len(optimizer_slots)
+        trainable = restored[:n_trainable]
+        for i, value in zip(optimizer_slots, restored[n_trainable:]):
             optimizer_vars[i] = value
-        for i, value in zip(state_slots, restored[len(optimizer_slots):]):
+        for i, value in zip(state_slots, restored[n_trainable + n_optimizer:]):
             non_trainable[i] = value
         iterations = old_optimizer[
             [id(v) for v in self.optimizer.variables].index(id(self.optimizer.iterations))

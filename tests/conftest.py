@@ -24,8 +24,8 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers",
-        "extended: a long end-to-end comparison or multi-process failure run, "
-        "left out of the default run (and of CI's 2-core budget); run them with "
+        "extended: a long end-to-end comparison, left out of the default run "
+        "(and of CI's 2-core budget; no test uses it today); run them with "
         "`python -m pytest -m extended`",
     )
 
