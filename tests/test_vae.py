@@ -58,13 +58,30 @@ def test_weight_file_errors_name_the_fix(tmp_path):
         vae.load_diffusers_state_dict(wrong)
     with pytest.raises(ValueError, match=r"no tensor 'encoder.conv_in.weight'"):
         vae.load_diffusers_state_dict({})
-    torch_file = tmp_path / "diffusion_pytorch_model.bin"
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, torch_file)
-    loaded = AutoencoderKL.from_diffusers(tmp_path, **SMALL)
+
+
+def _decodes_like_the_fixture(vae):
     data, _ = _fixture()
-    np.testing.assert_allclose(to_numpy(loaded.decode(data["latents"])), data["decoded"],
+    np.testing.assert_allclose(to_numpy(vae.decode(data["latents"])), data["decoded"],
                                rtol=1e-4, atol=1e-4 * np.abs(data["decoded"]).max())
+
+
+def test_loads_a_diffusers_safetensors_file(tmp_path):
+    # The format of the published weights (the `latent` extra installs safetensors).
+    from safetensors.numpy import save_file
+
+    _, weights = _fixture()
+    save_file({k: np.ascontiguousarray(v) for k, v in weights.items()},
+              str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    _decodes_like_the_fixture(AutoencoderKL.from_diffusers(tmp_path, **SMALL))
+    _decodes_like_the_fixture(AutoencoderKL.from_diffusers(
+        tmp_path / "diffusion_pytorch_model.safetensors", **SMALL))
+
+
+def test_loads_a_diffusers_torch_file(tmp_path):
+    import torch
+
+    _, weights = _fixture()
+    torch.save({k: torch.from_numpy(v) for k, v in weights.items()},
+               tmp_path / "diffusion_pytorch_model.bin")
+    _decodes_like_the_fixture(AutoencoderKL.from_diffusers(tmp_path, **SMALL))
