@@ -123,6 +123,10 @@ def test_changes_are_paired_by_seed_against_the_base_row():
     assert ablation.base_row("cu_a_baseline") is None
 
 
+# One backend: the recipe run is backend-independent Keras code whose
+# arithmetic the cross-backend parity tests check; the backends share the
+# slow runs out so CI stays in its 2-core budget.
+@pytest.mark.backends("torch")
 def test_a_folder_of_images_is_an_ablation_data_set(tmp_path):
     from PIL import Image
 

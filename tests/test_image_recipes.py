@@ -103,6 +103,11 @@ def _csv_rows(path):
 
 
 @pytest.mark.slow
+# One backend: the recipe run is backend-independent Keras code whose
+# arithmetic the cross-backend parity tests check; the backends share the
+# slow runs out so CI stays in its 2-core budget.
+# TensorFlow: its checkpoint resume is not covered by test_callbacks.py.
+@pytest.mark.backends("tensorflow")
 def test_cifar10_smoke_runs_checkpoints_and_resumes(tmp_path):
     out = tmp_path / "cifar"
     first = cifar10_recipe.main(["--smoke", "--steps", "1", "--output", str(out)])
