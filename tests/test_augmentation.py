@@ -216,9 +216,10 @@ def test_the_model_augments_in_the_loss_and_samples_without_labels():
 
 
 @pytest.mark.slow
-# Torch: the eager train step with the augmentation ran past 900 s on the
-# loaded 2-core machine; the loss-level hook is tested under torch above.
-@pytest.mark.backends("jax", "tensorflow")
+# One backend (CI's time budget): the loss-level hook is tested under every
+# backend above. Torch's eager step with the augmentation ran past 900 s on the
+# loaded 2-core machine.
+@pytest.mark.backends("tensorflow")
 def test_augmented_training_learns_on_digits():
     # 200 steps of GCM-CU with EDM's augmentation (p = 0.12) on 8x8 digits:
     # the 1-step Frechet digits distance falls from ~262 (untrained) to ~72

@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -14,6 +16,9 @@ def _load(name, path):
     return module
 
 
+# One backend: the table and JSON are backend-independent; benchmarks/run_gpu.sh
+# runs the benchmark under every backend on a GPU machine.
+@pytest.mark.backends("jax")
 def test_tiny_throughput_benchmark_writes_its_table(tmp_path):
     bench = _load("throughput_benchmark", "benchmarks/throughput.py")
     out = tmp_path / "throughput.json"
