@@ -74,14 +74,16 @@ def _generate(model, values, noises, times, kind, class_labels, guidance_scale=1
 
 
 def _sampler_function(model, times, kind, labelled, guidance_scale=1.0):
-    key = (kind, times, labelled, guidance_scale)
+    jit_compile = getattr(model, "jit_compile", False) is True
+    key = (kind, times, labelled, guidance_scale, jit_compile)
     fn = model._inference_functions.get(key)
     if fn is None:
         def run(values, noises, class_labels):
             return _generate(model, values, noises, times, kind, class_labels,
                              guidance_scale)
 
-        fn = compile_inference(run)
+        # torch: torch.compile when the model was compiled with jit_compile=True.
+        fn = compile_inference(run, jit_compile)
         model._inference_functions[key] = fn
     return fn
 

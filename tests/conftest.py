@@ -25,7 +25,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "extended: a long end-to-end comparison, left out of the default run "
-        "(and of CI's 2-core budget; no test uses it today); run them with "
+        "(and of CI's 2-core budget; today: the gcm_vu and SongUNet cases of "
+        "test_torch_compile.py, whose torch.compile takes minutes); run them with "
         "`python -m pytest -m extended`",
     )
 

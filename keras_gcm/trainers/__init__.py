@@ -5,8 +5,9 @@ Each backend module provides the same six things and nothing else:
 * `ConsistencyTrainer`: a mixin whose `train_step` takes the gradient of
   `ConsistencyModel.compute_consistency_loss`, applies the optimizer and
   updates the EMA weights inside the compiled step;
-* `compile_inference(fn)`: compiles a pure inference function (used by the
-  samplers);
+* `compile_inference(fn, jit_compile)`: compiles a pure inference function
+  (used by the samplers; `jit_compile` is the model's `compile` setting, which
+  only the torch backend reads: `torch.compile` when True, eager otherwise);
 * `jvp(fn, primals, tangents)`: forward-mode derivative for the analytic
   (continuous-time) loss;
 * `global_rng_state()` / `set_global_rng_state(state)`: the backend's global

@@ -40,8 +40,11 @@ def draw_for_replica(draw, batch_size):
     return draw(batch_size)
 
 
-def compile_inference(fn):
-    """jit-compiles `fn(values, *inputs)`; `values` carries the variables."""
+def compile_inference(fn, jit_compile=True):
+    """jit-compiles `fn(values, *inputs)`; `values` carries the variables.
+
+    Always compiled (`jit_compile` is read by the torch backend only).
+    """
     return jax.jit(fn)
 
 

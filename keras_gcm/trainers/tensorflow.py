@@ -60,8 +60,9 @@ def jvp(fn, primals, tangents):
     return keras.ops.jvp(fn, primals, tangents)
 
 
-def compile_inference(fn):
-    """Wraps `fn(values, *inputs)` in a `tf.function`."""
+def compile_inference(fn, jit_compile=True):
+    """Wraps `fn(values, *inputs)` in a `tf.function` (graph mode, as Keras'
+    `predict` runs; `jit_compile` is read by the torch backend only)."""
     return tf.function(fn, reduce_retracing=True)
 
 

@@ -129,13 +129,44 @@ def _all_reduce_mean(tensors, size):
     return out
 
 
-def compile_inference(fn):
-    """Runs `fn(values, *inputs)` without building an autograd graph."""
+# How many times dynamo may compile one code object (one per input shape):
+# the SongUNet's shared layer code meets about twenty shapes per step.
+_RECOMPILE_LIMIT = 64
+
+
+def _compile_settings(jit_compile):
+    """The `torch.compile` settings our compiled functions run under.
+
+    Keras' torch random ops draw from a `torch.Generator`, which dynamo does
+    not trace, so every dropout draw ends a graph and the layers' shared
+    `call` code is compiled again for each shape it meets. By default such a
+    recompile makes the sizes symbolic, and Inductor then fails on the
+    SongUNet ("cannot determine truth value of Relational"); static shapes,
+    with a recompile limit above the number of shapes, compile each shape
+    once. Eager (`jit_compile` not True): no change.
+    """
+    if jit_compile is not True:
+        return contextlib.nullcontext()
+    return torch._dynamo.config.patch(
+        automatic_dynamic_shapes=False, recompile_limit=_RECOMPILE_LIMIT)
+
+
+def compile_inference(fn, jit_compile=False):
+    """Runs `fn(values, *inputs)` without building an autograd graph.
+
+    `jit_compile=True` (the model was compiled with `jit_compile=True`, as
+    its train step then is): the function goes through `torch.compile`, like
+    Keras' own `predict_function`, with static shapes; otherwise it runs
+    eagerly.
+    """
+    if jit_compile is True:
+        fn = torch.compile(fn)
 
     def run(*args):
-        with torch.no_grad():
+        with torch.no_grad(), _compile_settings(jit_compile):
             return fn(*args)
 
+    run.compiled = jit_compile is True
     return run
 
 
@@ -147,7 +178,16 @@ class ConsistencyTrainer:
         if _processes() is not None:
             kwargs = _process_fit_arguments(self, args, kwargs)
             args = ()
-        return super().fit(*args, **kwargs)
+        with _compile_settings(self.jit_compile):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with _compile_settings(self.jit_compile):
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with _compile_settings(self.jit_compile):
+            return super().predict(*args, **kwargs)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
