@@ -14,7 +14,6 @@ writes JSON.
 """
 
 import argparse
-import json
 import os
 import sys
 import time

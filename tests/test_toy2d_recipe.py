@@ -4,8 +4,8 @@ Its defaults were chosen to train in well under a minute on 2 CPU cores (15 s
 here) with the 1-step sliced Wasserstein-2 distance within 3.5 times the floor
 of two ground-truth sets (1.5-2.9 over seeds 0-4) and the 1-step energy
 distance a few per cent of the untrained model's (3-5 %). A default that
-stopped learning, or a learning-rate schedule that no longer decayed, fails
-here.
+stopped learning fails here (a constant learning rate, seed 0: W2 / floor
+2.38, energy distance 5.15 %, still passes).
 """
 
 import os
