@@ -30,6 +30,7 @@ from keras_gcm.trainers import global_rng_state
 from keras_gcm.trainers import jvp as backend_jvp
 from keras_gcm.trainers import set_global_rng_state
 from keras_gcm.validation import check_seed
+from keras_gcm.validation import check_class_labels
 from keras_gcm.validation import network_takes_labels
 from keras_gcm.validation import peek_first_batch
 
@@ -1012,6 +1013,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         random state of training is left as it was, including torch's global
         generator, from which the torch data loaders draw their shuffling
         seeds: validating during `fit` does not change the training run.
+        An array `y` of integer class labels outside `[0, label_dim)` is a
+        `ValueError` (as in `fit`).
 
         Args:
             *args, **kwargs: as `keras.Model.evaluate`.
@@ -1026,6 +1029,9 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         >>> data = keras_gcm.data.toy2d("two_moons", 512, seed=0)
         >>> logs = model.evaluate(data, batch_size=128, return_dict=True, verbose=0)
         """
+        arguments = inspect.signature(keras.Model.evaluate).bind_partial(
+            self, *args, **kwargs).arguments
+        self._check_label_values(arguments.get("y"), "y")
         state = global_rng_state()
         try:
             return super().evaluate(*args, **kwargs)
@@ -1266,10 +1272,19 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         (tf.data, PyDataset, generator; read without consuming the data) are
         checked: not empty, finite values, the data shape and value range the
         network declares, batches that divide into MMD groups, and labels only
-        for a class-conditional network. A non-finite step is skipped inside
-        the compiled step; after `NonFiniteLossGuard.max_consecutive_skips`
-        of them in a row, `fit` raises `NonFiniteLossError` naming the first,
-        with the model holding the last finite state.
+        for a class-conditional network. Integer class labels must lie in
+        `[0, label_dim)` (the index `label_dim` is "no label"); an array `y`
+        (and `validation_data`'s labels) is checked whole, a pipeline's labels
+        only in its first batch: a compiled step cannot raise on label values
+        (under JAX and TensorFlow an out-of-range index would silently give a
+        zero or wrong class embedding), so check the labels of later batches
+        of a tf.data or generator pipeline in the pipeline itself (e.g.
+        `tf.debugging.assert_less(y, label_dim + 1)` in a `map`).
+
+        A non-finite step is skipped inside the compiled step; after
+        `NonFiniteLossGuard.max_consecutive_skips` of them in a row, `fit`
+        raises `NonFiniteLossError` naming the first, with the model holding
+        the last finite state.
         """
         bound = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs)
         arguments = bound.arguments
@@ -1282,11 +1297,12 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
             )
         # Pipelines (tf.data, PyDataset, generators): check the first batch as
         # arrays are checked, without consuming the user's data.
-        peeked = peek_first_batch(x)
+        peeked = peek_first_batch(x, with_labels=True)
         first_batch = None
         has_labels = arguments.get("y") is not None
+        first_labels = None
         if peeked is not None:
-            first_batch, pipeline_labels, arguments["x"] = peeked
+            first_batch, pipeline_labels, first_labels, arguments["x"] = peeked
             has_labels = has_labels or pipeline_labels
             if first_batch is not None:
                 self._validate_array(first_batch, None, single_batch=True)
@@ -1300,6 +1316,12 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
                 "ConsistencyModel needs no targets: call fit(x) without y, or "
                 "use a class-conditional network (e.g. SongUNet(label_dim=10))."
             )
+        # Label values, on the host: the compiled step cannot raise on them.
+        self._check_label_values(arguments.get("y"), "y")
+        self._check_label_values(first_labels, "class labels of the first batch")
+        validation_data = arguments.get("validation_data")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) > 1:
+            self._check_label_values(validation_data[1], "validation_data labels")
         x = arguments["x"]
         if not self.built:
             shape = _data_shape_of(x) if first_batch is None else (
@@ -1324,6 +1346,19 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         for guard in guards:
             guard.raise_if_failed(self)
         return history
+
+    def _check_label_values(self, y, name):
+        """Integer labels outside `[0, label_dim)` (`label_dim`: "no label")
+        are a clear `ValueError` (`keras_gcm.validation.check_class_labels`)."""
+        label_dim = getattr(self.network, "label_dim", None)
+        if y is None or not label_dim or isinstance(y, dict):
+            return
+        if isinstance(y, (list, tuple)):
+            try:
+                y = np.asarray(y)
+            except ValueError:
+                return
+        check_class_labels(y, label_dim, name)
 
     def _validate_array(self, x, batch_size, single_batch=False):
         if isinstance(x, (dict, list, tuple)):

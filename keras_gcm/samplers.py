@@ -15,7 +15,7 @@ every backend and for every `batch_size`.
 import numpy as np
 import keras
 
-from keras_gcm.validation import check_int, check_seed
+from keras_gcm.validation import check_class_labels, check_int, check_seed
 
 from keras_gcm.trainers import compile_inference
 
@@ -141,6 +141,12 @@ def _sample(model, num_samples, times, kind, seed, batch_size, use_ema,
                 f"`class_labels` must hold one label per sample ({num_samples}); "
                 f"got {class_labels.shape[0]}."
             )
+        # On the host: inside the compiled sampler the labels cannot be read
+        # (JAX / TensorFlow), and an out-of-range index would silently give
+        # a wrong (e.g. zero) class embedding.
+        label_dim = getattr(model.network, "label_dim", None)
+        if label_dim:
+            check_class_labels(class_labels, label_dim)
     num_noises = len(times) if kind == "restart" else 1
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))
@@ -171,7 +177,8 @@ def one_step(model, num_samples, seed=None, batch_size=1024, use_ema=True,
         use_ema: bool, sample with the EMA weights (default True; the raw
             weights if the EMA has not been updated yet).
         class_labels: optional (num_samples,) labels for class-conditional
-            networks.
+            networks: int classes in `[0, label_dim)` (`label_dim`: "no
+            label") or one-hot rows; other indices are a `ValueError`.
         verbose: 0 or 1 (a progress bar).
         guidance_scale: float w, classifier-free guidance at sampling time:
             every step uses `f(. | none) + w (f(. | y) - f(. | none))`

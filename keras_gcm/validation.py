@@ -110,16 +110,16 @@ def _suggestion(value):
 
 
 def _split(element):
-    """`(x, has_labels)` of one pipeline element: `x`, `(x,)`, `(x, y[, w])`."""
+    """`(x, has_labels, y)` of one pipeline element: `x`, `(x,)`, `(x, y[, w])`."""
     if isinstance(element, dict):
-        return None, False
+        return None, False, None
     if isinstance(element, (tuple, list)):
         has_labels = len(element) > 1 and element[1] is not None
-        return element[0], has_labels
-    return element, False
+        return element[0], has_labels, element[1] if has_labels else None
+    return element, False, None
 
 
-def peek_first_batch(x):
+def peek_first_batch(x, with_labels=False):
     """The first batch of a data pipeline, without consuming what the user passed.
 
     * `tf.data.Dataset`: read through `x.take(1)` (the dataset is unchanged);
@@ -129,12 +129,15 @@ def peek_first_batch(x):
 
     Args:
         x: the `x` argument of `fit`.
+        with_labels: also return the first batch's labels.
 
     Returns:
         None if `x` is not a pipeline (arrays are checked whole), else
         `(batch, has_labels, x)`: the first batch's data as a numpy array
         (None for dict elements), whether its elements carry labels, and the
-        `x` to train on.
+        `x` to train on; with `with_labels=True`, `(batch, has_labels,
+        labels, x)`, `labels` the first batch's labels as a numpy array
+        (None when there are none).
 
     Raises:
         ValueError: if the pipeline is empty.
@@ -159,8 +162,7 @@ def peek_first_batch(x):
                 "elements): check its source and any filter / take / batch "
                 "with drop_remainder=True on fewer examples than one batch."
             )
-        batch, has_labels = _split(elements[0])
-        return _as_numpy(batch), has_labels, x
+        return _peeked(elements[0], x, with_labels)
     try:
         import keras
 
@@ -180,8 +182,7 @@ def peek_first_batch(x):
                 f"The training data set `x` ({type(x).__name__}) is empty: "
                 "x[0] raised IndexError."
             ) from None
-        batch, has_labels = _split(element)
-        return _as_numpy(batch), has_labels, x
+        return _peeked(element, x, with_labels)
     if isinstance(x, types.GeneratorType):
         try:
             element = next(x)
@@ -194,9 +195,15 @@ def peek_first_batch(x):
             yield first
             yield from rest
 
-        batch, has_labels = _split(element)
-        return _as_numpy(batch), has_labels, replay(element, x)
+        return _peeked(element, replay(element, x), with_labels)
     return None
+
+
+def _peeked(element, x, with_labels):
+    batch, has_labels, labels = _split(element)
+    if with_labels:
+        return _as_numpy(batch), has_labels, _as_numpy(labels), x
+    return _as_numpy(batch), has_labels, x
 
 
 def _as_numpy(batch):
@@ -234,4 +241,74 @@ def network_takes_labels(network):
         return True
     return "class_labels" in parameters or any(
         p.kind == p.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def _concrete_values(labels):
+    """`labels` as a numpy array, or None for symbolic / traced tensors."""
+    import keras
+
+    if isinstance(labels, keras.KerasTensor):
+        return None
+    if isinstance(labels, np.ndarray):
+        return labels
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():  # reading values would break the graph
+            return None
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(labels))
+    except Exception:  # jax tracers and tf graph tensors cannot be read
+        return None
+
+
+def check_class_labels(labels, label_dim, name="class_labels"):
+    """Refuses integer class indices outside `[0, label_dim)` with a clear error.
+
+    The index `label_dim` itself is accepted: it is the "no label" class of
+    the label-conditional networks (what label dropout and classifier-free
+    guidance feed). Only concrete values can be checked: a `KerasTensor`, a
+    JAX tracer, a TensorFlow graph tensor or a tensor seen by
+    `torch.compile` is let through, which is why the library's entry points
+    (the samplers, `ConsistencyModel.fit` / `evaluate` with array labels)
+    call this on the host before any compiled step. One-hot `(B, label_dim)`
+    rows and non-integer arrays are left to the network's own checks.
+
+    Args:
+        labels: `(B,)` class indices (array-like or eager tensor), or None.
+        label_dim: the network's number of classes.
+        name: the argument's name, used in the message.
+
+    Raises:
+        ValueError: if an integer label is negative or greater than `label_dim`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> keras_gcm.validation.check_class_labels(np.array([0, 3, 4]), 4)
+    >>> keras_gcm.validation.check_class_labels(np.array([0, 9]), 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: `class_labels` must lie in [0, label_dim) = [0, 4) ...
+    """
+    if labels is None:
+        return
+    values = _concrete_values(labels)
+    if values is None or values.ndim != 1 or values.dtype.kind not in "iu":
+        return
+    label_dim = int(label_dim)
+    bad = values[(values < 0) | (values > label_dim)]
+    if not bad.size:
+        return
+    largest = int(values.max())
+    hint = (
+        f" (the largest label, {largest}, needs label_dim >= {largest + 1})"
+        if largest > label_dim else ""
+    )
+    raise ValueError(
+        f"`{name}` must lie in [0, label_dim) = [0, {label_dim}) (or equal "
+        f"label_dim = {label_dim} for 'no label'). Received out-of-range labels, "
+        f"e.g. {np.unique(bad)[:5].tolist()}: relabel your classes 0..N-1 or build "
+        f"the network with label_dim=N for N classes{hint}."
     )

@@ -169,3 +169,94 @@ def test_songunet_rejects_an_attention_resolution_it_does_not_have():
         keras_gcm.networks.SongUNet(
             img_resolution=8, in_channels=1, model_channels=8, channel_mult=[1, 2],
             num_blocks=1, attn_resolutions=[16])
+
+
+# ------------------------------------------------- class labels (issue 11)
+# Labels outside [0, label_dim) must be a clear error on every backend. The
+# networks can only check concrete (eager) labels; inside a compiled JAX /
+# TensorFlow step an out-of-range index used to become a zero (or clamped)
+# class embedding silently, so the samplers and fit check on the host.
+
+LABEL_DIM = 4
+_RANGE = r"\[0, label_dim\) = \[0, 4\).*relabel your classes 0\.\.N-1"
+
+
+def _edm2():
+    # The config of tests/fixtures/edm2_unet_small.npz (test_edm2.py).
+    return keras_gcm.networks.EDM2UNet(
+        img_resolution=8, in_channels=2, label_dim=LABEL_DIM, model_channels=16,
+        channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8, 4],
+        channels_per_head=8, dropout=0.0, seed=3)
+
+
+def _dit():
+    return keras_gcm.networks.DiT(
+        img_resolution=8, in_channels=2, patch_size=2, hidden_size=16, depth=1,
+        num_heads=2, label_dim=LABEL_DIM, time_inputs=1, seed=0)
+
+
+def _songunet():
+    return keras_gcm.networks.SongUNet(
+        img_resolution=8, in_channels=2, model_channels=8, channel_mult=[1],
+        num_blocks=1, attn_resolutions=[], label_dim=LABEL_DIM, dropout=0.0, seed=0)
+
+
+LABELLED_NETWORKS = pytest.mark.parametrize(
+    "network", [_edm2, _dit, _songunet], ids=["edm2", "dit", "songunet"])
+
+
+def _labelled(network):
+    model = _compiled(network())
+    model.build((None, 8, 8, 2))
+    return model
+
+
+@LABELLED_NETWORKS
+def test_out_of_range_labels_are_refused_by_the_samplers(network):
+    model = _labelled(network)
+    with pytest.raises(ValueError, match=_RANGE + r".*label_dim >= 10"):
+        keras_gcm.samplers.one_step(model, 4, seed=0, class_labels=[0, 1, 2, 9])
+    with pytest.raises(ValueError, match=r"\[0, 4\).*e\.g\. \[9\]"):
+        model.generate(4, steps=1, seed=0, class_labels=np.array([0, 1, 2, 9], "int32"))
+    with pytest.raises(ValueError, match=_RANGE):
+        keras_gcm.samplers.two_step(model, 4, seed=0, class_labels=[0, 9, 1, 2])
+    with pytest.raises(ValueError, match=r"\[0, 4\).*e\.g\. \[-1\]"):
+        keras_gcm.samplers.two_step(model, 4, seed=0, class_labels=[-1, 0, 1, 2])
+
+
+@LABELLED_NETWORKS
+def test_out_of_range_labels_are_refused_by_fit_and_evaluate(network):
+    import tensorflow as tf
+
+    model = _labelled(network)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 2)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0, 1, 2, 9], "int32")
+    with pytest.raises(ValueError, match=r"`y` must lie in " + _RANGE):
+        model.fit(x, y, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"\[0, 4\).*e\.g\. \[-1\]"):
+        model.fit(x, np.where(y == 9, -1, y), batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=_RANGE):
+        model.fit(x, y % 4, batch_size=4, validation_data=(x, y), verbose=0)
+    # A pipeline's first batch is read on the host, as for its images.
+    ds = tf.data.Dataset.from_tensor_slices((x, y[::-1].copy())).batch(4)
+    with pytest.raises(ValueError, match=_RANGE):
+        model.fit(ds, verbose=0)
+    assert _untrained(model)
+    with pytest.raises(ValueError, match=r"`y` must lie in " + _RANGE):
+        model.evaluate(x, y, batch_size=4, verbose=0)
+
+
+def test_the_label_range_check_accepts_the_no_label_class_and_traced_labels():
+    from keras_gcm.validation import check_class_labels
+
+    check_class_labels(np.array([0, 3, 4]), 4)  # 4 = "no label"
+    check_class_labels(np.eye(4, dtype="float32"), 4)  # one-hot rows: the network's
+    check_class_labels(keras.KerasTensor((None,), dtype="int32"), 4)
+    with pytest.raises(ValueError, match=r"`labels` must lie in " + _RANGE):
+        check_class_labels(np.array([5, 0]), 4, name="labels")
+    with pytest.raises(ValueError, match=r"\[0, label_dim\) = \[0, 4\)"):
+        _dit()(np.zeros((2, 8, 8, 2), "float32"), np.zeros(2, "float32"),
+               class_labels=np.array([1, 7], "int32"))
+    model = _labelled(_dit)
+    out = keras_gcm.samplers.one_step(model, 4, seed=0, class_labels=[0, 1, 3, 4])
+    assert out.shape == (4, 8, 8, 2) and np.all(np.isfinite(out))

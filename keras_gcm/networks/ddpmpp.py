@@ -34,6 +34,7 @@ from keras import ops
 
 from keras_gcm.networks.embeddings import FourierEmbedding
 from keras_gcm.networks.embeddings import PositionalEmbedding
+from keras_gcm.validation import check_class_labels
 
 # ---------------------------------------------------------------------------
 # Helpers.
@@ -1338,6 +1339,8 @@ class SongUNet(keras.Model):
                     "SongUNet: rank-1 `class_labels` must be integer class "
                     f"indices. Received dtype {labels.dtype}."
                 )
+            # Concrete labels only (eager); the samplers and fit check on the host.
+            check_class_labels(labels, self.label_dim)
             # The class `label_dim` means "no label": the zero vector.
             known = labels < self.label_dim
             labels = ops.one_hot(
@@ -1368,10 +1371,11 @@ class SongUNet(keras.Model):
             c_t: `(B,)` conditioned times `c(t)`.
             c_s: `(B,)` conditioned times `c(s)`; required with
                 `time_inputs=2`, refused with `time_inputs=1`.
-            class_labels: None, `(B,)` int class indices or
-                `(B, label_dim)` one-hot rows; only with `label_dim > 0`
-                (None and the class `label_dim` mean "no label", the zero
-                vector).
+            class_labels: None, `(B,)` int class indices in
+                `[0, label_dim]` or `(B, label_dim)` one-hot rows; only with
+                `label_dim > 0` (None and the class `label_dim` mean "no
+                label", the zero vector; other indices are an error when
+                their values can be read, i.e. eagerly).
             training: bool, dropout and label dropout are active when True.
             augment_labels: None or `(B, augment_dim)` augmentation labels
                 (`keras_gcm.augmentation.AugmentPipe`); only with

@@ -32,6 +32,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gcm.validation import check_class_labels
+
 
 def timestep_frequencies(t, dim, max_period=10000.0):
     """DiT's sinusoidal timestep features `[cos(t w), sin(t w)]`.
@@ -500,6 +502,8 @@ class DiT(keras.Model):
                 f"one-hot rows (batch, {self.label_dim}). Received shape "
                 f"{tuple(class_labels.shape)}, dtype {class_labels.dtype}."
             )
+        # Concrete labels only (eager); the samplers and fit check on the host.
+        check_class_labels(class_labels, self.label_dim)
         return ops.cast(class_labels, "int32")
 
     def call(self, x, c_t, c_s=None, class_labels=None, training=None):

@@ -32,6 +32,7 @@ from keras import ops
 
 from keras_gcm.networks.ddpmpp import fir_downsample_2d
 from keras_gcm.networks.ddpmpp import fir_upsample_2d
+from keras_gcm.validation import check_class_labels
 
 # ---------------------------------------------------------------------------
 # Magnitude-preserving operations.
@@ -545,25 +546,6 @@ EDM2_IMG64_CONFIGS = {
 }
 
 
-def _check_labels(labels, label_dim):
-    """Refuses concrete class indices outside `[0, label_dim]`."""
-    if isinstance(labels, keras.KerasTensor):
-        return
-    try:
-        values = np.asarray(ops.convert_to_numpy(labels))
-    except Exception:  # tracers and graph tensors cannot be read
-        return
-    if values.size and (values.min() < 0 or values.max() > label_dim):
-        bad = values[(values < 0) | (values > label_dim)]
-        raise ValueError(
-            f"`class_labels` must lie in [0, label_dim) = [0, {label_dim}) "
-            f"(or equal label_dim = {label_dim} for 'no label'). Received "
-            f"out-of-range labels, e.g. {bad.ravel()[:5].tolist()}; check "
-            "that the data set's number of classes matches the network's "
-            "`label_dim`."
-        )
-
-
 @keras.saving.register_keras_serializable(package="keras_gcm")
 class EDM2UNet(keras.Model):
     """EDM2's magnitude-preserving U-Net (config G), channels-last, Keras 3.
@@ -994,7 +976,8 @@ class EDM2UNet(keras.Model):
                     "EDM2UNet: rank-1 `class_labels` must be integer class "
                     f"indices. Received dtype {class_labels.dtype}."
                 )
-            _check_labels(class_labels, self.label_dim)
+            # Concrete labels only (eager); the samplers and fit check on the host.
+            check_class_labels(class_labels, self.label_dim)
             # Index `label_dim` ("no label") gives the zero row.
             one_hot = ops.one_hot(class_labels, self.label_dim + 1, dtype="float32")
             return one_hot[:, : self.label_dim]
