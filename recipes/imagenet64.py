@@ -23,8 +23,13 @@ network starts from EDM2's random initialisation (training from scratch,
 which the 100K-iteration setting is not made for).
 
 Data: TFDS `imagenet_resized/64x64` (prepared under `--data-dir`; TFDS cannot
-download ImageNet) or, with `--npz-files`, the Downsampled-ImageNet batch
-files. A stopped run resumes from `<output>/checkpoints` (weights, EMA,
+download ImageNet), with `--npz-files`, the Downsampled-ImageNet batch
+files, or, with `--image-folder DIR`, a folder of images with one subfolder
+per class (streamed by `keras_gcm.data.image_folder(labels=True)`; class ids
+are the sorted subfolder names, e.g. ImageNet's WordNet ids, and there must be
+as many subfolders as the network's `label_dim`, 1000; `--smoke` sizes its
+tiny network to the folder's classes). A stopped run resumes from
+`<output>/checkpoints` (weights, EMA,
 optimizer, step, random states); the data stream restarts with a seed
 derived from the step.
 
@@ -74,6 +79,9 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="train")
     parser.add_argument("--npz-files", nargs="*", default=None,
                         help="Downsampled-ImageNet batch files instead of TFDS")
+    parser.add_argument("--image-folder", default=None,
+                        help="a folder with one subfolder of images per class (sorted names "
+                             "= class ids) instead of TFDS")
     parser.add_argument("--steps-per-epoch", type=int, default=None,
                         help="steps per log row (default 1000; 1 with --smoke)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
@@ -116,6 +124,10 @@ def parse_args(argv=None):
     if args.steps % args.steps_per_epoch:
         parser.error(f"--steps ({args.steps}) must be a multiple of --steps-per-epoch "
                      f"({args.steps_per_epoch}): a run stops and resumes at epoch ends.")
+    if args.image_folder is not None and args.npz_files:
+        parser.error("Give one data source: --image-folder or --npz-files.")
+    if args.image_folder is not None and not os.path.isdir(args.image_folder):
+        parser.error(f"--image-folder: {args.image_folder!r} is not a folder.")
     if (args.inception_weights is None) != (args.fid_reference is None):
         parser.error("FID needs both --inception-weights and --fid-reference.")
     if args.init is not None and not os.path.isfile(args.init):
@@ -123,9 +135,9 @@ def parse_args(argv=None):
     return args
 
 
-def smoke_network_config():
+def smoke_network_config(label_dim=1000):
     """The tiny EDM2UNet of `--smoke` (and of the tests' checkpoints)."""
-    return dict(img_resolution=64, in_channels=3, label_dim=1000, model_channels=8,
+    return dict(img_resolution=64, in_channels=3, label_dim=label_dim, model_channels=8,
                 channel_mult=[1, 1], num_blocks=1, attn_resolutions=[],
                 channels_per_head=8)
 
@@ -139,10 +151,19 @@ def build_model(args):
 
     dropout = dict(dropout=args.dropout, dropout_max_resolution=args.dropout_max_resolution,
                    seed=args.seed)
+    classes = (keras_gcm.data.image_folder_classes(args.image_folder)
+               if args.image_folder else None)
     if args.smoke:
-        edm2 = keras_gcm.networks.EDM2UNet(**smoke_network_config(), **dropout)
+        edm2 = keras_gcm.networks.EDM2UNet(
+            **smoke_network_config(len(classes) if classes else 1000), **dropout)
     else:
         edm2 = keras_gcm.networks.EDM2UNet.img64(args.network.split("-")[1], **dropout)
+    if classes and len(classes) != edm2.label_dim:
+        raise ValueError(
+            f"--image-folder {args.image_folder!r} has {len(classes)} class subfolders but "
+            f"the {args.network} network is conditioned on label_dim={edm2.label_dim} "
+            f"classes: give one subfolder per class ({edm2.label_dim}, sorted names = "
+            "class ids, e.g. ImageNet's WordNet ids n01440764 ...).")
     if args.init is not None:
         keras_gcm.networks.load_edm2_checkpoint(edm2, args.init)
     parts = presets.components(args.preset)
@@ -162,6 +183,9 @@ def build_model(args):
 def load_data(args, seed):
     import keras_gcm
 
+    if args.image_folder:
+        return keras_gcm.data.image_folder(args.image_folder, IMAGE_SHAPE[:2], args.batch_size,
+                                           seed=seed, labels=True)
     if args.npz_files:
         return keras_gcm.data.imagenet64_npz(args.npz_files, batch_size=args.batch_size,
                                              seed=seed)
@@ -219,7 +243,7 @@ def main(argv=None):
         raise ValueError(f"The checkpoint in {checkpoint_dir} is at step {start}, not a "
                          f"multiple of --steps-per-epoch {args.steps_per_epoch}.")
     mock = contextlib.nullcontext()
-    if args.smoke and not args.npz_files:
+    if args.smoke and not args.npz_files and not args.image_folder:
         import tensorflow_datasets as tfds
 
         mock = tfds.testing.mock_data(num_examples=16)

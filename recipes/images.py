@@ -117,12 +117,19 @@ def _has_images(folder):
 
 
 def class_subfolders(folder):
-    """The sorted class subfolders, or `[]` when the folder is not one subfolder per class."""
-    subfolders = sorted(name for name in os.listdir(folder)
-                        if os.path.isdir(os.path.join(folder, name)))
-    if len(subfolders) < 2 or _has_images(folder):
+    """The sorted class subfolders, or `[]` when the folder is not one subfolder per class.
+
+    The library's `keras_gcm.data.image_folder_classes` (hidden folders are no
+    class, as Keras infers them), with its errors read as "unconditional".
+    """
+    from keras_gcm.data import image_folder_classes
+
+    if _has_images(folder):
         return []
-    return subfolders
+    try:
+        return image_folder_classes(folder)
+    except ValueError:
+        return []
 
 
 def load_folder(folder, image_size, channels=3, conditional=True):

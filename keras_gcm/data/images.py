@@ -364,6 +364,63 @@ def list_image_files(path):
     return sorted(files)
 
 
+def image_folder_classes(path):
+    """The class names of a folder holding one subfolder per class, sorted.
+
+    The classes are the subfolders of `path` in sorted order, hidden ones
+    (names starting with `.`) left out: the class names and label order that
+    `keras.utils.image_dataset_from_directory(path, labels="inferred")`
+    infers, so class `i` is `image_folder_classes(path)[i]`. (For ImageNet
+    folders named by WordNet id, `n01440764 ...`, this sorted order is the
+    standard order of the 1,000 class ids.)
+
+    Args:
+        path: the folder.
+
+    Returns:
+        A list of at least two subfolder names (str), sorted. Raises
+        `ValueError` when `path` is not a directory, has no subfolders, has
+        only one, or holds image files next to its subfolders (they would
+        have no class).
+
+    Example:
+
+    >>> import os
+    >>> for name in ("dog", "cat"):
+    ...     os.makedirs(os.path.join("pets", name))
+    >>> keras_gcm.data.image_folder_classes("pets")
+    ['cat', 'dog']
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"Image folder {path!r} does not exist or is not a directory.")
+    names = sorted(os.listdir(path))
+    subfolders = [name for name in names
+                  if not name.startswith(".") and os.path.isdir(os.path.join(path, name))]
+    loose = [name for name in names if name.lower().endswith(IMAGE_EXTENSIONS)
+             and os.path.isfile(os.path.join(path, name))]
+    if not subfolders:
+        raise ValueError(
+            f"Image folder {path!r} has no class subfolders: labels are inferred from one "
+            "subfolder per class (path/<class_name>/*.png). Sort the images into class "
+            "subfolders, or read the folder without labels (`image_folder(..., labels=False)`)."
+        )
+    if loose:
+        raise ValueError(
+            f"Image folder {path!r} holds {len(loose)} image file(s) (e.g. {loose[0]!r}) "
+            f"next to its {len(subfolders)} class subfolder(s): class labels need every image "
+            "inside one subfolder per class. Move them into a class subfolder, or read the "
+            "folder without labels (`image_folder(..., labels=False)`)."
+        )
+    if len(subfolders) < 2:
+        raise ValueError(
+            f"Image folder {path!r} has a single class subfolder ({subfolders[0]!r}): "
+            "class-conditional training needs at least 2 classes. Add a subfolder per "
+            "class, or read the images without labels (`image_folder(..., labels=False)`)."
+        )
+    return subfolders
+
+
 def image_folder(
     path,
     image_size,
@@ -376,6 +433,7 @@ def image_folder(
     drop_remainder=True,
     prefetch=True,
     cache=False,
+    labels=False,
 ):
     """A folder of PNG / JPEG images as a `tf.data` pipeline of `[-1, 1]` images.
 
@@ -383,7 +441,14 @@ def image_folder(
     Each image is resized so that its shorter side equals the target size
     (bilinear with antialiasing) and then center-cropped to `image_size`, so
     the aspect ratio is kept; an image already of that size is left unchanged.
-    Pixels are scaled with `x / 127.5 - 1`.
+    Pixels are scaled with `x / 127.5 - 1`. Files are read and decoded as
+    the batches are drawn (the shuffle permutes file names), so a folder
+    larger than memory streams.
+
+    With `labels=True` the folder must hold one subfolder per class (see
+    `image_folder_classes`): an image's label is the index of its class
+    subfolder in sorted order (the labels `keras.utils.image_dataset_from_directory`
+    infers), whatever the depth of the image inside it.
 
     Args:
         path: the folder.
@@ -397,28 +462,54 @@ def image_folder(
         drop_remainder: drop the last incomplete batch.
         prefetch: prefetch batches in the background.
         cache: keep the decoded, resized images in memory after the first epoch.
+        labels: yield `(images, labels)`, int32 class ids in
+            `[0, number of class subfolders)`, instead of `images`.
 
     Returns:
         A `tf.data.Dataset` of float32 `(batch_size, height, width, channels)`
-        images in `[-1, 1]`.
+        images in `[-1, 1]` (or `(images, labels)` pairs). With `labels=True`
+        its `class_names` attribute lists the class of each label, as
+        `image_folder_classes` returns them.
 
     Example:
 
-    >>> ds = keras_gcm.data.image_folder("faces/", image_size=64, batch_size=128, seed=0)  # doctest: +SKIP
-    >>> model.fit(ds, steps_per_epoch=500)  # doctest: +SKIP
+    >>> import os
+    >>> for label, name in enumerate(["cat", "dog"]):
+    ...     os.makedirs(os.path.join("pets", name))
+    ...     for i in range(2):
+    ...         pixels = np.full((8, 8, 3), 255 * label, "uint8")
+    ...         keras.utils.save_img(os.path.join("pets", name, f"{i}.png"), pixels, scale=False)
+    >>> ds = keras_gcm.data.image_folder("pets", image_size=8, batch_size=4, labels=True, seed=0)
+    >>> ds.class_names
+    ['cat', 'dog']
+    >>> images, labels = next(iter(ds.as_numpy_iterator()))
+    >>> images.shape, labels.dtype
+    ((4, 8, 8, 3), dtype('int32'))
+    >>> bool(np.all(images.max(axis=(1, 2, 3)) == 2.0 * labels - 1.0))  # dog is white
+    True
     """
     tf = _import_tf()
     height, width = _normalize_image_size(image_size)
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3; got {channels!r}.")
-    files = list_image_files(path)
+    class_names = None
+    if labels:
+        class_names = image_folder_classes(path)
+        files, label_ids = [], []
+        for label, name in enumerate(class_names):
+            class_files = list_image_files(os.path.join(os.fspath(path), name))
+            files.extend(class_files)
+            label_ids.extend([label] * len(class_files))
+    else:
+        files = list_image_files(path)
+        label_ids = [0] * len(files)
     if not files:
         raise ValueError(
             f"No image files ({', '.join(IMAGE_EXTENSIONS)}) found under {os.fspath(path)!r} "
             "(searched recursively)."
         )
 
-    def decode(file_path):
+    def decode(file_path, label):
         image = tf.io.decode_image(
             tf.io.read_file(file_path), channels=channels, expand_animations=False
         )
@@ -444,10 +535,10 @@ def image_folder(
 
         out = tf.cond(same_size, lambda: tf.cast(image, tf.float32), resize_and_crop)
         out = tf.ensure_shape(out, [height, width, channels])
-        return out, tf.constant(0, tf.int32)
+        return out, label
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    return _finish_pipeline(
+    ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(label_ids, np.int32)))
+    ds = _finish_pipeline(
         ds,
         num_examples=len(files),
         batch_size=batch_size,
@@ -457,12 +548,15 @@ def image_folder(
         repeat=repeat,
         drop_remainder=drop_remainder,
         prefetch=prefetch,
-        labels=False,
+        labels=bool(labels),
         decode_fn=decode,
         cache=cache,
         shuffle_buffer_size=len(files),
         integer_input=True,
     )
+    if class_names is not None:
+        ds.class_names = class_names
+    return ds
 
 
 def _scale_array_images(images, value_range, name):
