@@ -118,6 +118,8 @@ def parse_args(argv=None):
         parser.error("FID needs both --inception-weights and --fid-reference.")
     if args.inception_weights is not None and args.vae is None and not smoke:
         parser.error("FID is computed on decoded images: pass --vae too.")
+    if args.final_fid_samples < 2:  # else the final FID fails only after training
+        parser.error("--final-fid-samples must be at least 2 (a covariance needs two samples).")
     return args
 
 

@@ -1,5 +1,7 @@
 """ImageNet-64 fine-tuning: the preset, the learning-rate decay and the recipe (smoke)."""
 
+import csv
+import importlib.util
 import json
 import os
 import sys
@@ -11,7 +13,8 @@ from keras import ops
 import keras_gcm
 from keras_gcm import presets
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_ROOT, "recipes"))
 import imagenet64 as recipe  # noqa: E402
 
 
@@ -91,3 +94,48 @@ def test_recipe_rejects_a_checkpoint_of_another_configuration(tmp_path):
     with pytest.raises(ValueError, match=r"emb_fourier.freqs' has shape \(16,\).*\(8,\)"):
         recipe.main(["--smoke", "--init", str(ckpt), "--output", str(tmp_path / "run")])
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def _fid_files(directory):
+    """Random FID Inception weights (`.npz`) and reference statistics.
+
+    The weights are those tests/test_inception.py regenerates from the seed
+    recipe of tests/fixtures/inception_fid_random.npz. The reference is a
+    point mass (`sigma = 0`): `cov @ sigma` is then exactly zero, so each
+    FID's 2048 x 2048 `sqrtm` takes seconds instead of minutes on 2 cores.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "make_inception_fixture", os.path.join(_ROOT, "tools", "make_inception_fixture.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with np.load(os.path.join(_ROOT, "tests", "fixtures", "inception_fid_random.npz")) as f:
+        keys, shapes = tool.recipe_from_fixture(f)
+        seed = int(f["weight_seed"])
+    weights = os.path.join(directory, "inception.npz")
+    np.savez(weights, **tool.random_state_dict(keys, shapes, seed))
+    reference = os.path.join(directory, "reference.npz")
+    keras_gcm.metrics.save_statistics(
+        reference, np.full(2048, 0.1), np.zeros((2048, 2048)))
+    return weights, reference
+
+
+# One backend: the recipe's FID wiring (flags -> QualityMetric callbacks ->
+# logs / metrics.json) is backend-independent; the FID arithmetic itself is
+# tested on every backend in tests/test_inception.py and tests/test_frechet.py.
+@pytest.mark.backends("jax")
+def test_recipe_logs_one_and_two_step_fid_with_inception_weights(tmp_path):
+    weights, reference = _fid_files(tmp_path)
+    out = tmp_path / "run"
+    metrics = recipe.main([
+        "--smoke", "--steps", "1", "--fid-every", "1", "--fid-samples", "2",
+        "--inception-weights", weights, "--fid-reference", reference, "--output", str(out)])
+    assert metrics["steps"] == 1
+    with open(out / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0]  # the row of step 1
+    with open(out / "metrics.json") as f:
+        saved = json.load(f)
+    for key in ("fid_one_step", "fid_two_step"):
+        value = float(rows[0][key])
+        assert np.isfinite(value) and value > 0
+        assert metrics[key] == saved[key] == pytest.approx(value)
