@@ -13,7 +13,7 @@ and reports the 1-step Frechet digits distance (FDD, against the 300
 held-out digits) and the class accuracy of the digits classifier
 (`keras_gcm.metrics.digits_classifier`) on class-balanced 1-step samples.
 
-    python benchmarks/guidance_digits.py --seeds 0 1 2            # the numbers in the docs
+    python benchmarks/guidance_digits.py --seeds 0 1              # the numbers in the docs
     python benchmarks/guidance_digits.py --steps 100 --seeds 0    # a quick check
 """
 

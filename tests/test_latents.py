@@ -85,3 +85,44 @@ def test_encode_command_on_an_image_folder(tmp_path, monkeypatch):
     model.build((None, 8, 8, 4))
     images = keras_gcm.samplers.decoded(vae, num_classes=2)(model, 3, seed=0)
     assert images.shape == (3, 16, 16, 3) and np.all(np.abs(images) <= 1.0)
+
+
+def test_encode_command_on_a_tfds_data_set(tmp_path, monkeypatch):
+    # The `--tfds` path end to end on tensorflow-datasets' mock data (no download):
+    # MNIST's 28x28x1 digits are resized to 16x16, made RGB, scaled and encoded.
+    tf = pytest.importorskip("tensorflow")
+    tfds = pytest.importorskip("tensorflow_datasets")
+    vae = keras_gcm.networks.AutoencoderKL(**SMALL)
+    vae.build()
+    monkeypatch.setattr(keras_gcm.networks.AutoencoderKL, "from_diffusers",
+                        classmethod(lambda cls, path, **kw: vae))
+    with tfds.testing.mock_data(num_examples=6):
+        raw = list(tfds.load("mnist", split="train", as_supervised=True,
+                             shuffle_files=False).as_numpy_iterator())
+        assert encode_latents.main(["--tfds", "mnist", "--split", "train", "--vae", "unused",
+                                    "--out", str(tmp_path / "lat"), "--resolution", "16",
+                                    "--batch-size", "4", "--shard-size", "4",
+                                    "--num-classes", "10"]) == 0
+    assert len(raw) == 6
+    meta = json.load(open(tmp_path / "lat" / "metadata.json"))
+    assert meta["shape"] == [8, 8, 4] and meta["num_examples"] == 6
+    assert meta["num_shards"] == 2 and meta["num_classes"] == 10
+    assert meta["source"] == "tfds:mnist:train"
+    assert sorted(os.listdir(tmp_path / "lat")) == ["metadata.json", "shard-00000.npz",
+                                                    "shard-00001.npz"]
+    shards = [np.load(tmp_path / "lat" / f"shard-0000{i}.npz") for i in range(2)]
+    assert [len(s["labels"]) for s in shards] == [4, 2]
+    for shard, rows in zip(shards, (4, 2)):
+        assert shard["mean"].shape == shard["std"].shape == (rows, 8, 8, 4)
+        assert shard["mean"].dtype == np.float16
+    np.testing.assert_array_equal(np.concatenate([s["labels"] for s in shards]),
+                                  [label for _, label in raw])
+    # The stored posterior is the VAE's, of the resized, RGB, [-1, 1] images in order.
+    images = np.stack([encode_latents._center_crop(tf, tf.constant(image), 16).numpy()
+                       for image, _ in raw]) / 127.5 - 1.0
+    assert images.shape == (6, 16, 16, 3)
+    mean, std = (to_numpy(v) for v in vae.encode(images.astype("float32")))
+    stored_mean = np.concatenate([s["mean"] for s in shards]).astype("float32")
+    stored_std = np.concatenate([s["std"] for s in shards]).astype("float32")
+    np.testing.assert_allclose(stored_mean, mean, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(stored_std, std, rtol=2e-3, atol=2e-3)

@@ -19,6 +19,25 @@ Every GroupNorm has `norm_num_groups` groups and epsilon 1e-6.
 No weights ship with the library: `AutoencoderKL.from_diffusers(path)`
 reads a diffusers-format file (`diffusion_pytorch_model.safetensors` or
 `.bin`), e.g. from https://huggingface.co/stabilityai/sd-vae-ft-ema.
+
+Why not keras-cv's or keras-hub's VAE (checked against keras-cv 0.9.0 and
+keras-hub 0.32.0, the newest on the package index, with Keras 3.15.1):
+keras-cv's `keras_cv.models.stable_diffusion.ImageEncoder` builds and runs on
+jax, tensorflow and torch (random weights, 64x64 input), but it ends in
+`Lambda(lambda x: x[..., :4] * 0.18215)`, so it returns only the scaled
+posterior mean and drops the log-variance that MeanFlow-style posterior
+sampling (and `encode_latents`' std) needs; its weights are Keras `.h5`
+files fetched from huggingface.co/fchollet/stable-diffusion into an unnamed
+`keras.Sequential`, with no diffusers-format loader; and its GroupNorms use
+epsilon 1e-5 where diffusers' `Encoder` / `Decoder` use 1e-6. keras-hub's
+`VAEBackbone` (in `keras_hub.src.models.vae`, not exported in
+`keras_hub.models`) is SD3's VAE: defaults for 16 latent channels (32
+moments) and scale / shift 1.5305 / 0.0609, and no `quant_conv` /
+`post_quant_conv`, which the SD-1 VAE (4 channels) has; its weights come
+only inside the SD3 / SD3.5 presets (Kaggle), converted by a repository
+script from SD3's single-file checkpoints, and the package has no diffusers
+VAE loader. Hence this implementation, which loads diffusers'
+file directly and is tested against `diffusers.AutoencoderKL`.
 """
 
 import os
