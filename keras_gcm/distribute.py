@@ -353,9 +353,10 @@ def initialize(num_processes=None, process_id=None, coordinator=None,
     * **jax**: `jax.distributed.initialize` (gloo CPU collectives on CPU);
       then `data_parallel()` spans every process's devices.
     * **tensorflow**: a `tf.distribute.MultiWorkerMirroredStrategy` with a
-      `TF_CONFIG` whose workers listen on the coordinator's host at ports
-      `port, port + 1, ...` (worker i at `port + i`); returned, build and
-      compile in its scope.
+      `TF_CONFIG` in which worker i listens on its own host at port
+      `port + i` (process 0 at the coordinator; the processes first meet
+      there, within `timeout`, and learn each other's hosts); returned,
+      build and compile in its scope.
 
     With one process it does nothing. In every case `batch_size` in `fit`
     stays the global batch: give `fit` the same (global) array in every
@@ -409,7 +410,8 @@ def initialize(num_processes=None, process_id=None, coordinator=None,
     elif backend == "jax":
         _initialize_jax(num_processes, process_id, coordinator, timeout, joined)
     elif backend == "tensorflow":
-        strategy = _initialize_tensorflow(num_processes, process_id, coordinator, timeout)
+        strategy = _initialize_tensorflow(num_processes, process_id, coordinator, timeout,
+                                          joined)
     else:  # pragma: no cover - keras_gcm.trainers refuses other backends
         raise _engine_error(backend, "a multi-process engine")
     _PROCESS = (process_id, num_processes, coordinator)
@@ -472,13 +474,15 @@ def _initialize_jax(num_processes, process_id, coordinator, timeout, joined):
         raise RuntimeError(f"jax.distributed: {joined} ({error})") from error
 
 
-def _initialize_tensorflow(num_processes, process_id, coordinator, timeout):
+def _initialize_tensorflow(num_processes, process_id, coordinator, timeout, joined):
     import json
 
     import tensorflow as tf
 
     host, port = _parse_coordinator(coordinator)
-    workers = [f"{host}:{port + i}" for i in range(num_processes)]
+    # MultiWorkerMirroredStrategy waits for absent workers forever (and then
+    # ignores SIGTERM): meet them first, within `timeout`, and learn their hosts.
+    workers = _rendezvous(host, port, num_processes, process_id, timeout, joined)
     os.environ["TF_CONFIG"] = json.dumps(
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": process_id}}
     )
@@ -486,6 +490,115 @@ def _initialize_tensorflow(num_processes, process_id, coordinator, timeout):
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     _STRATEGIES["multi_worker"] = strategy
     return strategy
+
+
+def _rendezvous(host, port, num_processes, process_id, timeout, joined):
+    """Meets every process (at most `timeout` s); returns the workers' addresses.
+
+    Process 0 listens on `host:port` (its engine binds that port only after
+    this returns); the others connect and send their id; once all have
+    arrived, process 0 sends each the list of addresses, `host:port` for
+    process 0 and `<address it connected from>:port + i` for process i, so
+    that every worker listens on its own host. Raises the RuntimeError
+    `joined` on a timeout. The other processes close their connections
+    first, so that process 0's port is free again for the engine.
+    """
+    import json
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+
+    def remaining():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout
+        return left
+
+    def fail(detail):
+        return RuntimeError(f"tensorflow: {joined} ({detail})")
+
+    if process_id == 0:
+        try:
+            server = socket.create_server((host, port))
+        except OSError as error:
+            raise RuntimeError(
+                f"tensorflow: process 0 cannot listen on the coordinator {host}:{port} "
+                f"({error}); choose a free port on process 0's host."
+            ) from error
+        peers = {}
+        try:
+            with server:
+                while len(peers) < num_processes - 1:
+                    server.settimeout(remaining())
+                    connection, (address, *_) = server.accept()
+                    connection.settimeout(remaining())
+                    words = connection.recv(64).decode("ascii", "replace").split()
+                    if (len(words) != 2 or words[1] != str(num_processes)
+                            or not words[0].isdigit()
+                            or not 0 < int(words[0]) < num_processes):
+                        connection.close()
+                        raise fail(f"a process announced {' '.join(words)!r}, expected "
+                                   f"'<id> {num_processes}': were all started with the "
+                                   "same num_processes and distinct process ids?")
+                    if int(words[0]) in peers:
+                        connection.close()
+                        raise fail(f"two processes were started with id {words[0]}")
+                    peers[int(words[0])] = (connection, address)
+                workers = [f"{host}:{port}"] + [
+                    f"{peers[i][1]}:{port + i}" for i in range(1, num_processes)]
+                message = ("go " + json.dumps(workers) + "\n").encode("ascii")
+                for connection, _ in peers.values():
+                    connection.sendall(message)
+                for connection, _ in peers.values():  # they close first
+                    connection.settimeout(max(1.0, deadline - time.monotonic()))
+                    try:
+                        connection.recv(1)
+                    except OSError:
+                        pass
+        except socket.timeout:
+            raise fail(f"{len(peers)} of the other {num_processes - 1} arrived") from None
+        finally:
+            for connection, _ in peers.values():
+                connection.close()
+        return workers
+    while True:
+        try:
+            connection = socket.create_connection((host, port), timeout=min(remaining(), 5))
+            break
+        except socket.timeout:
+            raise fail("process 0 was not reached") from None
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise fail("process 0 was not reached") from None
+            time.sleep(0.2)
+    try:
+        with connection:
+            connection.settimeout(remaining())
+            connection.sendall(f"{process_id} {num_processes}".encode("ascii"))
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+    except socket.timeout:
+        raise fail("process 0 did not see every process arrive") from None
+    except OSError as error:
+        raise fail(error) from error
+    if not reply.startswith(b"go "):
+        raise fail("process 0 closed the connection")
+    return json.loads(reply[3:].decode("ascii"))
+
+
+def peer_failure_error(error):
+    """The RuntimeError for a collective that failed because a peer stopped."""
+    return RuntimeError(
+        f"Process {process_index()} of {process_count()}: a collective with the other "
+        "processes failed; another process of the job has stopped or cannot be "
+        "reached (see its log). Restart every process; with a "
+        f"ResumableCheckpoint training resumes at its last step. ({error})"
+    )
 
 
 def process_count():

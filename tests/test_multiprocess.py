@@ -48,6 +48,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _free_port_pair():
+    """A port p with p + 1 free too (TensorFlow's worker 1 listens on p + 1)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 # ------------------------------------------------------------- the workers
 def _worker_train(out, rank):
     """The training checks, on every process of the job."""
@@ -195,7 +209,7 @@ def _env(backend, devices=1):
 
 
 def _launch(scenario, out, backend, ranks=(0, 1), num=2, devices=1):
-    coordinator = f"127.0.0.1:{free_port()}"
+    coordinator = f"127.0.0.1:{_free_port_pair()}"
     return [
         subprocess.Popen(
             [sys.executable, "-m", "tests.test_multiprocess", scenario, str(out),
@@ -207,6 +221,18 @@ def _launch(scenario, out, backend, ranks=(0, 1), num=2, devices=1):
     ]
 
 
+def _kill(process):
+    """Kills the process and, when it leads a session of its own (a `bash -c`
+    launch), every process it started."""
+    try:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, 9)
+            return
+    except OSError:
+        pass
+    process.kill()
+
+
 def _wait(processes, timeout=WORKER_TIMEOUT):
     """(return codes, logs, seconds) of the processes; kills them at the timeout
     (a killed process's log ends with a TIMEOUT line)."""
@@ -216,7 +242,7 @@ def _wait(processes, timeout=WORKER_TIMEOUT):
         try:
             logs.append(process.communicate(timeout=remaining)[0])
         except subprocess.TimeoutExpired:
-            process.kill()
+            _kill(process)
             logs.append((process.communicate()[0] or "")
                         + f"\nTIMEOUT: killed after {timeout} s")
     return [p.returncode for p in processes], logs, time.time() - start
@@ -312,7 +338,7 @@ def _failed_clearly(code, log, python_code, message):
     return code == python_code and message in log
 
 
-@MULTI
+@EVERY
 def test_a_process_that_never_joins_fails_the_other_in_bounded_time(tmp_path):
     backend = keras.backend.backend()
     (process,) = _launch("train", tmp_path / "alone", backend, ranks=(0,))
@@ -321,7 +347,7 @@ def test_a_process_that_never_joins_fails_the_other_in_bounded_time(tmp_path):
     assert _failed_clearly(codes[0], logs[0], 3, "did not all join"), logs[0][-3000:]
 
 
-@MULTI
+@EVERY
 def test_a_process_that_dies_fails_the_other_without_a_partial_checkpoint(tmp_path):
     backend = keras.backend.backend()
     directory = tmp_path / "ckpt"
@@ -344,22 +370,33 @@ def _documented_launch(backend):
     return match.group(1)
 
 
-@MULTI
+@EVERY
 def test_the_documented_launch_runs_as_written(tmp_path):
-    """The docs' command lines, with a free port and a tiny configuration."""
+    """The docs' command lines, with a free port and a tiny configuration.
+
+    Where the docs start process 1 on a line of its own (JAX, TensorFlow), it
+    gets an output folder of its own, which must stay empty: process 0 alone
+    writes metrics and plots."""
     backend = keras.backend.backend()
-    small = (f"recipes/toy2d.py --steps 4 --batch-size 16 --eval-samples 64 "
-             f"--hidden-units 8 --num-blocks 1 --verbose 0 --output {tmp_path}")
-    command = _documented_launch(backend).replace("29500", str(free_port()))
-    command = command.replace("recipes/toy2d.py", small)
-    process = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=_env(backend),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    small = ("recipes/toy2d.py --steps 4 --batch-size 16 --eval-samples 64 "
+             "--hidden-units 8 --num-blocks 1 --verbose 0 --output {}")
+    command = _documented_launch(backend).replace("29500", str(_free_port_pair()))
+    lines = []
+    for line in command.splitlines():
+        out = tmp_path / ("rank1" if "--process-id 1" in line else "rank0")
+        lines.append(line.replace("recipes/toy2d.py", small.format(out)))
+    process = subprocess.Popen(["bash", "-c", "\n".join(lines)], cwd=ROOT, env=_env(backend),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     codes, logs, _ = _wait([process], timeout=WORKER_TIMEOUT)
     assert codes == [0], logs[0][-4000:]
-    with open(tmp_path / "metrics.json") as f:
+    with open(tmp_path / "rank0" / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["processes"] == 2 and metrics["backend"] == backend
     assert np.isfinite(metrics["final_loss"])
+    if backend != "torch":  # torchrun starts both from one line
+        written = sorted(os.listdir(tmp_path / "rank1")) if (tmp_path / "rank1").exists() else []
+        assert written == [], written
 
 
 # ------------------------------------------------------- every backend, no launch
@@ -399,6 +436,27 @@ def test_torch_without_its_engine_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="gloo backend of torch.distributed.*not available"):
         distribute.initialize(2, 0, "127.0.0.1:1")
+
+
+@pytest.mark.backends("jax")
+def test_jax_without_gloo_collectives_is_refused(monkeypatch):
+    import jax
+    from jax._src import xla_bridge
+
+    def update(name, value):
+        if name == "jax_cpu_collectives_implementation":
+            raise AttributeError(f"unknown option {name}")
+        raise AssertionError(f"unexpected jax.config.update({name!r})")
+
+    # As in a fresh process (this one has run JAX already), on CPU.
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setattr(jax.config, "update", update)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: pytest.fail(
+        "jax.distributed.initialize was called without CPU collectives"))
+    with pytest.raises(RuntimeError, match="jax backend needs gloo CPU collectives.*not available"):
+        distribute.initialize(2, 0, "127.0.0.1:1")
+    assert distribute.process_count() == 1
 
 
 if __name__ == "__main__":

@@ -220,6 +220,28 @@ def _per_worker_fit_arguments(strategy, args, kwargs, multiple, reason):
     return bound
 
 
+def _scalar_logs(model, name, function):
+    """Several workers: Keras reduces each scalar log with `axis=0` into a
+    1-element vector; give `fit` / `evaluate` (History, callbacks) scalars,
+    as with one worker. Installs the wrapper as `model.<name>` and returns it."""
+    if function is None or gcm_distribute.process_count() == 1:
+        return function
+    if getattr(function, "_keras_gcm_scalar_logs", False):
+        return function
+
+    def scalar(value):
+        if isinstance(value, tf.Tensor) and value.shape.rank == 1 and value.shape[0] == 1:
+            return tf.reshape(value, ())
+        return value
+
+    def wrapped(*args, **kwargs):
+        return tree.map_structure(scalar, function(*args, **kwargs))
+
+    wrapped._keras_gcm_scalar_logs = True
+    setattr(model, name, wrapped)
+    return wrapped
+
+
 class ConsistencyTrainer:
     """TensorFlow `train_step`: gradient of the consistency loss, optimizer, EMA."""
 
@@ -253,6 +275,22 @@ class ConsistencyTrainer:
                 raise
             text = str(error.message).split(MMD_BATCH_MESSAGE, 1)[1]
             raise ValueError(text.split("\n")[0].strip()) from None
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                tf.errors.CancelledError) as error:
+            # A collective timed out (`initialize`'s timeout) or was aborted:
+            # another worker stopped.
+            if gcm_distribute.process_count() == 1:
+                raise
+            raise gcm_distribute.peer_failure_error(
+                str(error.message).split("\n")[0]) from error
+
+    def make_train_function(self, force=False):
+        super().make_train_function(force)
+        return _scalar_logs(self, "train_function", self.train_function)
+
+    def make_test_function(self, force=False):
+        super().make_test_function(force)
+        return _scalar_logs(self, "test_function", self.test_function)
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

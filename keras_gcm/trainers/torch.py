@@ -255,10 +255,4 @@ def _collective(op, *args, **kwargs):
     try:
         return op(*args, **kwargs)
     except RuntimeError as error:
-        raise RuntimeError(
-            f"Process {torch.distributed.get_rank()} of "
-            f"{torch.distributed.get_world_size()}: a collective with the other "
-            "processes failed; another process of the job has stopped or cannot be "
-            "reached (see its log). Restart every process; with a "
-            f"ResumableCheckpoint training resumes at its last step. ({error})"
-        ) from error
+        raise gcm_distribute.peer_failure_error(error) from error
