@@ -1,7 +1,12 @@
 """Backend-neutral test utilities."""
 
+import importlib.util
+import os
+
 import numpy as np
 import keras
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def to_numpy(x):
@@ -43,3 +48,30 @@ def roundtrip(obj):
     """Serialises and deserialises a Keras object through its config."""
     config = keras.saving.serialize_keras_object(obj)
     return keras.saving.deserialize_keras_object(config)
+
+
+def fid_files(directory):
+    """Random FID Inception weights (`.npz`) and reference statistics, in `directory`.
+
+    The weights are those tests/test_inception.py regenerates from the seed
+    recipe of tests/fixtures/inception_fid_random.npz. The reference is a
+    point mass (`sigma = 0`): `cov @ sigma` is then exactly zero, so each
+    FID's 2048 x 2048 `sqrtm` takes seconds instead of minutes on 2 cores.
+
+    Returns:
+        `(weights_path, reference_path)`.
+    """
+    from keras_gcm.metrics import save_statistics
+
+    spec = importlib.util.spec_from_file_location(
+        "make_inception_fixture", os.path.join(_ROOT, "tools", "make_inception_fixture.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with np.load(os.path.join(_ROOT, "tests", "fixtures", "inception_fid_random.npz")) as f:
+        keys, shapes = tool.recipe_from_fixture(f)
+        seed = int(f["weight_seed"])
+    weights = os.path.join(directory, "inception.npz")
+    np.savez(weights, **tool.random_state_dict(keys, shapes, seed))
+    reference = os.path.join(directory, "reference.npz")
+    save_statistics(reference, np.full(2048, 0.1), np.zeros((2048, 2048)))
+    return weights, reference

@@ -1,7 +1,6 @@
 """recipes/imagenet256_latent.py: the Table 6b recipe on mock latents."""
 
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_gcm.data import latents as latent_data
-from keras_gcm.metrics import save_statistics
+from tests.helpers import fid_files
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_ROOT, "recipes"))
@@ -48,27 +47,6 @@ def test_bad_latents_and_arguments_get_clear_errors(tmp_path):
         "imagenet256_vu_dit_xl2"
 
 
-def _fid_files(directory):
-    """Random FID Inception weights (`.npz`) and reference statistics.
-
-    The weights are those tests/test_inception.py regenerates from the seed
-    recipe of tests/fixtures/inception_fid_random.npz. The reference is a
-    point mass (`sigma = 0`): `cov @ sigma` is then exactly zero, so each
-    FID's 2048 x 2048 `sqrtm` takes seconds instead of minutes on 2 cores.
-    """
-    spec = importlib.util.spec_from_file_location(
-        "make_inception_fixture", os.path.join(_ROOT, "tools", "make_inception_fixture.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    with np.load(os.path.join(_ROOT, "tests", "fixtures", "inception_fid_random.npz")) as f:
-        keys, shapes = tool.recipe_from_fixture(f)
-        seed = int(f["weight_seed"])
-    weights = os.path.join(directory, "inception.npz")
-    np.savez(weights, **tool.random_state_dict(keys, shapes, seed))
-    reference = os.path.join(directory, "reference.npz")
-    save_statistics(reference, np.full(2048, 0.1), np.zeros((2048, 2048)))
-    return weights, reference
-
 
 # One backend: the recipe's FID wiring (flags -> decoded samples ->
 # QualityMetric / final FID -> logs, metrics.json) is backend-independent;
@@ -76,7 +54,7 @@ def _fid_files(directory):
 # tests/test_inception.py and tests/test_frechet.py.
 @pytest.mark.backends("jax")
 def test_smoke_logs_one_step_fid_of_decoded_samples(tmp_path):
-    weights, reference = _fid_files(tmp_path)
+    weights, reference = fid_files(tmp_path)
     out = tmp_path / "run"
     metrics = recipe.main([
         "--smoke", "--output", str(out), "--precision", "fp32", "--steps", "1",

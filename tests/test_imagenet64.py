@@ -1,7 +1,6 @@
 """ImageNet-64 fine-tuning: the preset, the learning-rate decay and the recipe (smoke)."""
 
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -12,6 +11,7 @@ from keras import ops
 
 import keras_gcm
 from keras_gcm import presets
+from tests.helpers import fid_files
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_ROOT, "recipes"))
@@ -96,35 +96,13 @@ def test_recipe_rejects_a_checkpoint_of_another_configuration(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def _fid_files(directory):
-    """Random FID Inception weights (`.npz`) and reference statistics.
-
-    The weights are those tests/test_inception.py regenerates from the seed
-    recipe of tests/fixtures/inception_fid_random.npz. The reference is a
-    point mass (`sigma = 0`): `cov @ sigma` is then exactly zero, so each
-    FID's 2048 x 2048 `sqrtm` takes seconds instead of minutes on 2 cores.
-    """
-    spec = importlib.util.spec_from_file_location(
-        "make_inception_fixture", os.path.join(_ROOT, "tools", "make_inception_fixture.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    with np.load(os.path.join(_ROOT, "tests", "fixtures", "inception_fid_random.npz")) as f:
-        keys, shapes = tool.recipe_from_fixture(f)
-        seed = int(f["weight_seed"])
-    weights = os.path.join(directory, "inception.npz")
-    np.savez(weights, **tool.random_state_dict(keys, shapes, seed))
-    reference = os.path.join(directory, "reference.npz")
-    keras_gcm.metrics.save_statistics(
-        reference, np.full(2048, 0.1), np.zeros((2048, 2048)))
-    return weights, reference
-
 
 # One backend: the recipe's FID wiring (flags -> QualityMetric callbacks ->
 # logs / metrics.json) is backend-independent; the FID arithmetic itself is
 # tested on every backend in tests/test_inception.py and tests/test_frechet.py.
 @pytest.mark.backends("jax")
 def test_recipe_logs_one_and_two_step_fid_with_inception_weights(tmp_path):
-    weights, reference = _fid_files(tmp_path)
+    weights, reference = fid_files(tmp_path)
     out = tmp_path / "run"
     metrics = recipe.main([
         "--smoke", "--steps", "1", "--fid-every", "1", "--fid-samples", "2",
