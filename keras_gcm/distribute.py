@@ -592,7 +592,23 @@ def _rendezvous(host, port, num_processes, process_id, timeout, joined):
 
 
 def peer_failure_error(error):
-    """The RuntimeError for a collective that failed because a peer stopped."""
+    """The RuntimeError for a collective that failed because a peer stopped.
+
+    The train steps of torch and TensorFlow raise it when a collective with
+    the other processes fails or times out.
+
+    Args:
+        error: the engine's error (or its message), quoted at the end.
+
+    Returns:
+        A `RuntimeError` that says what happened and what to do.
+
+    Example:
+
+    >>> error = keras_gcm.distribute.peer_failure_error("Connection reset by peer")
+    >>> "another process of the job has stopped" in str(error)
+    True
+    """
     return RuntimeError(
         f"Process {process_index()} of {process_count()}: a collective with the other "
         "processes failed; another process of the job has stopped or cannot be "
