@@ -123,16 +123,14 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 self._condition.notify_all()
 
     def _check(self, batch, logs):
-        # A log value may come as a 1-element array (several TensorFlow
-        # workers reduce it with `axis=0`): read every element.
         consecutive = logs.get("consecutive_skips")
         if consecutive is not None:
-            if np.max(np.asarray(consecutive)) < self.max_consecutive_skips:
+            if int(consecutive) < self.max_consecutive_skips:
                 return
             value = "non-finite"
         else:
             value = logs.get("loss")
-            if value is None or np.all(np.isfinite(np.asarray(value, np.float64))):
+            if value is None or math.isfinite(float(value)):
                 return
         step = self._epoch_start + batch + 1
         with self._condition:

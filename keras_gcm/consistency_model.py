@@ -1351,14 +1351,8 @@ class ConsistencyModel(ConsistencyTrainer, keras.Model):
         """Integer labels outside `[0, label_dim)` (`label_dim`: "no label")
         are a clear `ValueError` (`keras_gcm.validation.check_class_labels`)."""
         label_dim = getattr(self.network, "label_dim", None)
-        if y is None or not label_dim or isinstance(y, dict):
-            return
-        if isinstance(y, (list, tuple)):
-            try:
-                y = np.asarray(y)
-            except ValueError:
-                return
-        check_class_labels(y, label_dim, name)
+        if label_dim:  # values it cannot read (dicts, ragged lists, tracers) pass
+            check_class_labels(y, label_dim, name)
 
     def _validate_array(self, x, batch_size, single_batch=False):
         if isinstance(x, (dict, list, tuple)):

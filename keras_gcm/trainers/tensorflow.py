@@ -220,10 +220,10 @@ def _per_worker_fit_arguments(strategy, args, kwargs, multiple, reason):
     return bound
 
 
-def _scalar_logs(model, name, function):
+def _scalar_logs(function):
     """Several workers: Keras reduces each scalar log with `axis=0` into a
-    1-element vector; give `fit` / `evaluate` (History, callbacks) scalars,
-    as with one worker. Installs the wrapper as `model.<name>` and returns it."""
+    1-element vector; the wrapped `function` gives `fit` / `evaluate`
+    (History, callbacks) scalars, as with one worker."""
     if function is None or gcm_distribute.process_count() == 1:
         return function
     if getattr(function, "_keras_gcm_scalar_logs", False):
@@ -238,7 +238,6 @@ def _scalar_logs(model, name, function):
         return tree.map_structure(scalar, function(*args, **kwargs))
 
     wrapped._keras_gcm_scalar_logs = True
-    setattr(model, name, wrapped)
     return wrapped
 
 
@@ -286,11 +285,13 @@ class ConsistencyTrainer:
 
     def make_train_function(self, force=False):
         super().make_train_function(force)
-        return _scalar_logs(self, "train_function", self.train_function)
+        self.train_function = _scalar_logs(self.train_function)
+        return self.train_function
 
     def make_test_function(self, force=False):
         super().make_test_function(force)
-        return _scalar_logs(self, "test_function", self.test_function)
+        self.test_function = _scalar_logs(self.test_function)
+        return self.test_function
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
